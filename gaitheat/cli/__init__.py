@@ -1,0 +1,85 @@
+"""The ``gaitheat`` command line: one module per subcommand, imported only when it runs.
+
+Each subcommand module in this package defines::
+
+    HELP: str                                   # one line, shown in ``gaitheat --help``
+    def add_arguments(parser: argparse.ArgumentParser) -> None
+    def run(args: argparse.Namespace) -> int    # exit status
+
+``add_arguments`` must stay cheap (no torch, no model loading) so that ``--help`` is instant; heavy
+imports go inside ``run``. Commands parse, load configs and call library functions; they hold no
+domain logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from gaitheat.config import ConfigError
+
+# name -> module under gaitheat.cli (module names can't contain '-')
+COMMANDS: dict[str, str] = {
+    "extract": "extract",
+    "show": "show",
+    "index": "index",
+    "import-pkl": "import_pkl",
+    "export-pkl": "export_pkl",
+    "train": "train",
+    "evaluate": "evaluate",
+    "enrol": "enrol",
+    "identify": "identify",
+    "gallery": "gallery",
+    "synth": "synth",
+    "demo": "demo",
+    "doctor": "doctor",
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gaitheat import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gaitheat",
+        description="Heatmap-based gait recognition (GaitHeat): extract, train, evaluate, enrol, identify.",
+    )
+    parser.add_argument("--version", action="version", version=f"gaitheat {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"gaitheat.cli.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except (UserError, ConfigError) as exc:
+        print(f"gaitheat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gaitheat {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def not_available(name: str, issue: str) -> int:
+    """Placeholder ``run`` for a command whose implementation has not landed yet."""
+    print(f"gaitheat {name}: not available yet ({issue})", file=sys.stderr)
+    return 3

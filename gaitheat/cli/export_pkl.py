@@ -1,0 +1,17 @@
+"""placeholder"""
+
+from __future__ import annotations
+
+import argparse
+
+from gaitheat.cli import not_available
+
+HELP = "placeholder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    return not_available("export_pkl", "issue 2")
