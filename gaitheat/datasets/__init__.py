@@ -1,0 +1,1 @@
+"""Datasets over the heatmap store: partitions, subject splits and the torch ``Dataset``."""
