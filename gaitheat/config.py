@@ -70,7 +70,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if origin is typing.Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{path}: {value!r} is not one of {list(allowed)}{_nearest(str(value), map(str, allowed))}")
+            hint = _nearest(str(value), map(str, allowed))
+            raise ConfigError(f"{path}: {value!r} is not one of {list(allowed)}{hint}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):

@@ -305,7 +305,7 @@ class SequenceFile:
         if size != self._body_start + body_length:
             raise StoreError(self.path, f"file is {size} bytes, header expects {self._body_start + body_length}"
                              " (truncated or has trailing data)")
-        t, j, h, w = self._shape
+        t, _, h, w = self._shape
         if t < 1 or (h, w) != tuple(self.meta.heatmap_size):
             raise StoreError(self.path, f"inconsistent shape {self._shape} for heatmap size {self.meta.heatmap_size}")
         self._arrays: dict[str, np.ndarray] | None = None

@@ -1,17 +1,34 @@
-"""placeholder"""
+"""`gaitheat import-pkl SRC DST`: OpenGait/FastPoseGait float_/pose_ pickles -> heatmap store."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from gaitheat.cli import not_available
+from gaitheat.cli import UserError
 
-HELP = "placeholder"
+HELP = ("Import an OpenGait/FastPoseGait tree of float_*.pkl / pose_*.pkl files into a heatmap store "
+        "(pickles are loaded with a restricted unpickler: plain numeric arrays only).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("src", type=Path, help="pickle tree: SRC/<subject>/<condition>/<view>/float_*.pkl")
+    parser.add_argument("dst", type=Path, help="store root to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace sequences already in the store")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("import_pkl", "issue 2")
+    from gaitheat.interop import import_pkl_tree
+    from gaitheat.manifest import load_manifest
+
+    if not args.src.is_dir():
+        raise UserError(f"{args.src} is not a folder")
+    summary = import_pkl_tree(args.src, args.dst, overwrite=args.overwrite)
+    for path, reason in summary.failed.items():
+        print(f"failed {path}: {reason}", file=sys.stderr)
+    if summary.written or summary.skipped:
+        load_manifest(args.dst, rebuild=True)
+    print(f"imported {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
+          f"failed {len(summary.failed)} -> {args.dst}")
+    return 1 if summary.failed else 0
