@@ -26,6 +26,9 @@ class DataConfig:
     batch_p: int = 8  # identities per batch
     batch_k: int = 8  # sequences per identity
     workers: int = 2  # DataLoader worker processes
+    # classes of the classifier heads; 0 = the train subjects found on disk. When set, a store with a
+    # different number of train subjects is an error (the official configs pin 74 / 100 / 250).
+    num_classes: int = 0
 
 
 @dataclass(frozen=True)
