@@ -1,0 +1,37 @@
+"""Shared fixtures: the real test media folder and realistic synthetic heatmaps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO / ".cache/opencv-doc/usr/share/doc/opencv-doc/examples/data"
+
+
+def test_data_dir() -> Path:
+    """Folder with vtest.avi, messi5.jpg, basketball1.png (Debian opencv-doc; `make test` fetches it)."""
+    return Path(os.environ.get("GAITHEAT_TEST_DATA", DEFAULT_DATA))
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    folder = test_data_dir()
+    if not (folder / "vtest.avi").is_file():
+        pytest.skip(f"real test media missing at {folder} (run `make test`, which extracts Debian's opencv-doc)")
+    return folder
+
+
+def gaussian_heatmaps(t: int, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    """(T, 17, 64, 48) float32: a Gaussian peak per joint on a faint body-shaped shade, values in about
+    [-0.01, 0.95] (regression heatmaps can be slightly negative)."""
+    yy, xx = np.mgrid[0:64, 0:48].astype(np.float32)
+    shade = 0.05 * np.exp(-((xx - 24) ** 2 / (2 * 8**2) + (yy - 32) ** 2 / (2 * 20**2)))
+    centres = rng.uniform((8, 8), (56, 40), size=(t, 17, 2)).astype(np.float32)
+    cy, cx = centres[..., 0, None, None], centres[..., 1, None, None]
+    peaks = rng.uniform(0.5, 0.95, size=(t, 17, 1, 1)).astype(np.float32)
+    heat = peaks * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)) + shade - 0.01
+    return heat.astype(np.float32)

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import gaussian_heatmaps
+
+from gaitheat import storage
+from gaitheat.manifest import load_manifest, read_manifest, scan_store
+from gaitheat.storage import (
+    HeatmapSequence,
+    SequenceFile,
+    SequenceMeta,
+    StoreError,
+    read_sequence,
+    sequence_path,
+    write_sequence,
+)
+
+
+def make_sequence(t: int = 37, seed: int = 0, **meta: str) -> HeatmapSequence:
+    rng = np.random.default_rng(seed)
+    heat = gaussian_heatmaps(t, rng)
+    kp = rng.uniform(0, 48, size=(t, 17, 3)).astype(np.float32)
+    boxes = np.tile(np.array([10, 20, 110, 220], np.float32), (t, 1))
+    fields = {"subject": "001", "condition": "nm-01", "view": "090", **meta}
+    return HeatmapSequence(heatmaps=heat, keypoints=kp, frame_indices=np.arange(t) * 2,
+                           meta=SequenceMeta(source="clip.avi", pose_model="test", **fields), boxes=boxes,
+                           image_keypoints=kp * 4)
+
+
+def test_round_trip_within_one_quantisation_step(tmp_path: Path) -> None:
+    seq = make_sequence()
+    path = write_sequence(sequence_path(tmp_path, "001", "nm-01", "090"), seq)
+    assert path == tmp_path / "001/nm-01/090/heatmaps.ghs"
+    back = read_sequence(path)
+    step = (seq.heatmaps.max(axis=(2, 3)) - seq.heatmaps.min(axis=(2, 3))) / 255.0
+    err = np.abs(back.heatmaps - seq.heatmaps).max(axis=(2, 3))
+    assert np.all(err <= step * 0.5 + 1e-6)
+    np.testing.assert_array_equal(back.keypoints, seq.keypoints)
+    np.testing.assert_array_equal(back.frame_indices, seq.frame_indices)
+    np.testing.assert_array_equal(back.boxes, seq.boxes)
+    np.testing.assert_array_equal(back.image_keypoints, seq.image_keypoints)
+    assert back.meta.subject == "001" and back.meta.view == "090" and back.meta.created
+    assert back.meta.heatmap_size == (64, 48)
+
+
+def test_negative_values_survive(tmp_path: Path) -> None:
+    seq = make_sequence(t=3)
+    seq.heatmaps -= 0.2
+    back = read_sequence(write_sequence(tmp_path / "a.ghs", seq))
+    assert back.heatmaps.min() < -0.19
+    assert np.abs(back.heatmaps - seq.heatmaps).max() < 1 / 255
+
+
+def test_subset_reads_only_needed_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = make_sequence(t=50)
+    path = write_sequence(tmp_path / "s.ghs", seq)
+    file = SequenceFile(path)
+    decoded: list[int] = []
+    original = storage.dequantise
+
+    def counting(codes: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        decoded.append(codes.shape[0])
+        return original(codes, offset, scale)
+
+    monkeypatch.setattr(storage, "dequantise", counting)
+    frames = [3, 3, 49, 0]
+    part = file.read(frames)
+    assert len(decoded) == 2  # chunks 0 and 3 of 16-frame chunks; chunks 1 and 2 untouched
+    full = read_sequence(path)
+    np.testing.assert_array_equal(part.heatmaps, full.heatmaps[frames])
+    np.testing.assert_array_equal(part.frame_indices, seq.frame_indices[frames])
+    with pytest.raises(IndexError):
+        file.read([50])
+
+
+def test_zero_byte_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.ghs"
+    path.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"empty\.ghs"):
+        SequenceFile(path)
+
+
+@pytest.mark.parametrize("cut", [10, 200, -1, -100])
+def test_truncated_file(tmp_path: Path, cut: int) -> None:
+    path = write_sequence(tmp_path / "t.ghs", make_sequence())
+    data = path.read_bytes()
+    path.write_bytes(data[:cut])
+    with pytest.raises(StoreError, match=r"t\.ghs"):
+        read_sequence(path)
+
+
+def test_flipped_byte_in_chunk_is_caught(tmp_path: Path) -> None:
+    path = write_sequence(tmp_path / "c.ghs", make_sequence())
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="checksum"):
+        read_sequence(path)
+
+
+def test_wrong_version_and_magic(tmp_path: Path) -> None:
+    path = write_sequence(tmp_path / "v.ghs", make_sequence(t=2))
+    data = bytearray(path.read_bytes())
+    data[8] = 99
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="version 99"):
+        SequenceFile(path)
+    path.write_bytes(b"not a sequence file at all, just text\n")
+    with pytest.raises(StoreError, match="bad magic"):
+        SequenceFile(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such file"):
+        SequenceFile(tmp_path / "nope.ghs")
+
+
+@pytest.mark.parametrize("field", ["heatmaps", "keypoints", "boxes"])
+def test_nan_is_refused_and_nothing_written(tmp_path: Path, field: str) -> None:
+    seq = make_sequence(t=4)
+    getattr(seq, field)[1, 0] = np.nan
+    target = tmp_path / "x" / "n.ghs"
+    with pytest.raises(StoreError, match="NaN"):
+        write_sequence(target, seq)
+    assert not target.exists()
+    assert not list(tmp_path.rglob("*tmp*"))
+
+
+def test_nan_written_by_someone_else_is_caught_on_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = make_sequence(t=4)
+    seq.keypoints[0, 0, 0] = np.nan
+    with monkeypatch.context() as m:  # a foreign writer that does not validate
+        m.setattr(HeatmapSequence, "validate", lambda self, where="": None)
+        data = storage.encode_sequence(seq)
+    path = tmp_path / "bad.ghs"
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match=r"bad\.ghs: keypoints contain NaN"):
+        read_sequence(path)
+
+
+@pytest.mark.parametrize(("shape_field", "bad"), [
+    ("heatmaps", np.zeros((4, 17, 32, 48), np.float32)),
+    ("heatmaps", np.zeros((0, 17, 64, 48), np.float32)),
+    ("keypoints", np.zeros((4, 17, 2), np.float32)),
+    ("frame_indices", np.zeros((3,), np.int64)),
+])
+def test_wrong_shapes_refused(tmp_path: Path, shape_field: str, bad: np.ndarray) -> None:
+    seq = make_sequence(t=4)
+    setattr(seq, shape_field, bad)
+    with pytest.raises(StoreError):
+        write_sequence(tmp_path / "w.ghs", seq)
+    assert not (tmp_path / "w.ghs").exists()
+
+
+def test_killed_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_sequence(tmp_path / "k.ghs", make_sequence(t=5, seed=1))
+    before = path.read_bytes()
+
+    def boom(fd: int) -> None:
+        raise OSError("disk died")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk died"):
+        write_sequence(path, make_sequence(t=9, seed=2))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["k.ghs"]
+
+
+def test_manifest_scan(tmp_path: Path) -> None:
+    for subject, cond, view in [("001", "nm-01", "000"), ("001", "bg-01", "090"), ("002", "nm-01", "000")]:
+        write_sequence(sequence_path(tmp_path, subject, cond, view), make_sequence(t=7, subject=subject,
+                                                                                   condition=cond, view=view))
+    (tmp_path / "003/nm-01/000").mkdir(parents=True)
+    (tmp_path / "003/nm-01/000/heatmaps.ghs").write_bytes(b"garbage")
+    rows, errors = scan_store(tmp_path)
+    assert [(r.subject, r.condition, r.view, r.frames) for r in rows] == [
+        ("001", "bg-01", "090", 7), ("001", "nm-01", "000", 7), ("002", "nm-01", "000", 7)]
+    assert len(errors) == 1 and "003" in str(errors[0])
+    loaded = load_manifest(tmp_path)
+    assert loaded == rows == read_manifest(tmp_path / "manifest.csv")
+    assert all((tmp_path / r.path).is_file() and r.bytes > 0 for r in rows)
