@@ -183,3 +183,36 @@ def test_manifest_scan(tmp_path: Path) -> None:
     loaded = load_manifest(tmp_path)
     assert loaded == rows == read_manifest(tmp_path / "manifest.csv")
     assert all((tmp_path / r.path).is_file() and r.bytes > 0 for r in rows)
+
+
+def test_sigkill_mid_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    """A writer killed at a random moment leaves complete files or none, never a partial one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import numpy as np, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_storage import make_sequence
+from gaitheat.storage import write_sequence
+i = 0
+while True:
+    write_sequence({str(tmp_path)!r} + f"/s{{i % 3}}.ghs", make_sequence(t=400, seed=i))
+    print(i, flush=True)
+    i += 1
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(4):  # let a few files complete, then kill in the middle of the next write
+        proc.stdout.readline()
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = sorted(tmp_path.glob("s*.ghs"))
+    assert finished, "the writer should have completed some files before the kill"
+    for file in finished:
+        assert read_sequence(file).num_frames == 400
+    rows, errors = scan_store(tmp_path)
+    assert not errors
