@@ -82,11 +82,14 @@ class EvalConfig:
 
     protocol: str = "casia-b"  # casia-b | ccpg | sustech1k | custom
     distance: Literal["euc", "cos"] = "euc"
-    batch_size: int = 4
-    # custom protocol only: gallery conditions and named probe sets of conditions
+    batch_size: int = 4  # sequences per forward pass (zero-padded, with lengths)
+    # test subjects: partition name or JSON; "" = the protocol's shipped one (custom: data.partition, else all)
+    partition: str = ""
+    precision: Precision = "fp32"  # fp16/bf16 autocast at test (fp16 on CUDA only); embeddings are fp32
+    # custom protocol only: gallery conditions and named probe sets of conditions (shell patterns)
     gallery: tuple[str, ...] = ()
     probes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    exclude_identical_view: bool = True
+    exclude_identical_view: bool = True  # custom protocol only; benchmarks fix their own rule
 
 
 @dataclass(frozen=True)

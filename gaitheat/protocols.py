@@ -1,0 +1,230 @@
+"""Benchmark evaluation protocols as data: which sequences are gallery, which are probes, what is reported.
+
+Each :class:`Protocol` names its subject split (a shipped partition), its gallery rule, its *named*
+probe sets, how conditions are matched (exact names or substrings), how view names are read, the
+ranks reported, and the PGHA threshold γ of its dataset. The numbers themselves are computed by
+:mod:`gaitheat.metrics`; :mod:`gaitheat.evaluate` puts the two together.
+
+References (what the GaitHeat paper's tables use; evaluation_protocols.md §2, gaitheat_spec.md §5):
+
+* **CASIA-B** — Yu et al., "A Framework for Evaluating the Effect of View Angle, Clothing and
+  Carrying Condition on Gait Recognition", ICPR 2006. 124 subjects, 11 views (000-180), 10
+  sequences per view (nm-01..06, bg-01..02, cl-01..02). Test subjects 075-124 (50). Gallery nm-01..04;
+  probes NM (nm-05/06), BG (bg-01/02), CL (cl-01/02); Rank-1 per (probe view, gallery view),
+  identical views excluded, averaged over the 11 probe views (OpenGait single-view gallery).
+* **CCPG** — Li et al., "An In-Depth Exploration of Person Re-Identification and Gait Recognition
+  in Cloth-Changing Conditions", CVPR 2023. 200 subjects, test 100-199. Types ``U{top}_D{bottom}``
+  with an optional ``_BG``; views are the view folder name before the first ``_``. Two families,
+  both reported and labelled: gait-style Rank-1 excluding identical views (the headline, as the
+  CCPG maintainers recommend), and re-ID style R-1/mAP/mINP (same subject *and* view removed).
+* **SUSTech1K** — Shen et al., "LidarGait: Benchmarking 3D Gait Recognition with Point Clouds",
+  CVPR 2023. 1050 subjects, 250 train / 800 test. Gallery: types containing ``00-nm``; probe groups
+  by *substring* of the type (overlapping: a sequence with several covariates counts in each);
+  Rank-1 and Rank-5, identical views excluded.
+* **custom** — a user's own data: gallery and probe conditions named in the experiment YAML
+  (``eval.gallery``, ``eval.probes``), matched as shell-style patterns (``nm-0[56]``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+MatchRule = Literal["exact", "substring", "glob"]
+ViewRule = Literal["full", "before_underscore"]
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """A named probe subset and the gallery it is matched against.
+
+    Attributes:
+        name: short column label, e.g. ``NM`` or ``CL``.
+        conditions: condition (type) names or patterns selecting the probes.
+        gallery: condition names or patterns of its gallery; empty = the protocol's gallery.
+        description: one line for reports.
+    """
+
+    name: str
+    conditions: tuple[str, ...]
+    gallery: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One benchmark's evaluation protocol (see the module docstring for the references).
+
+    Attributes:
+        name: ``casia-b`` | ``ccpg`` | ``sustech1k`` | ``custom``.
+        reference: citation of the benchmark and of the protocol's source.
+        partition: shipped partition name giving the test subjects ("" = decided by the caller).
+        gallery: default gallery conditions of every probe set.
+        probes: the named probe sets, in the paper's column order.
+        match: how conditions are matched: exact name, substring (SUSTech1K) or shell pattern.
+        view_rule: ``before_underscore`` keeps the view name up to its first ``_`` (CCPG).
+        ranks: gait-style ranks reported (1 for CASIA-B/CCPG, 1 and 5 for SUSTech1K).
+        exclude_identical_view: drop the probe view == gallery view cell when averaging.
+        reid: also compute re-ID style R-1/mAP/mINP (CCPG, custom).
+        overall: name of the probe set reported as "Overall" with its R-1/R-5 (SUSTech1K), or "".
+        mean_column: report the mean over probe sets as a "Mean" column (CASIA-B).
+        gamma_deg: PGHA threshold γ of this dataset (paper §3.2: 5° CASIA-B/SUSTech1K, 20° CCPG);
+            used at test time, also when a checkpoint from another dataset is evaluated here.
+        expected_views: the benchmark's views, to warn when the store has others ("" = any).
+    """
+
+    name: str
+    reference: str
+    partition: str
+    gallery: tuple[str, ...]
+    probes: tuple[ProbeSet, ...]
+    match: MatchRule = "exact"
+    view_rule: ViewRule = "full"
+    ranks: tuple[int, ...] = (1,)
+    exclude_identical_view: bool = True
+    reid: bool = False
+    overall: str = ""
+    mean_column: bool = False
+    gamma_deg: float = 5.0
+    expected_views: tuple[str, ...] = ()
+
+    def gallery_of(self, probe_set: ProbeSet) -> tuple[str, ...]:
+        return probe_set.gallery or self.gallery
+
+
+CASIA_B = Protocol(
+    name="casia-b",
+    reference="CASIA-B (Yu et al., ICPR 2006); OpenGait evaluate_indoor_dataset, single-view gallery",
+    partition="casia-b",
+    gallery=("nm-01", "nm-02", "nm-03", "nm-04"),
+    probes=(
+        ProbeSet("NM", ("nm-05", "nm-06"), description="normal walking"),
+        ProbeSet("BG", ("bg-01", "bg-02"), description="carrying a bag"),
+        ProbeSet("CL", ("cl-01", "cl-02"), description="wearing a coat"),
+    ),
+    mean_column=True,
+    gamma_deg=5.0,
+    expected_views=tuple(f"{a:03d}" for a in range(0, 181, 18)),
+)
+
+CCPG = Protocol(
+    name="ccpg",
+    reference="CCPG (Li et al., CVPR 2023); OpenGait evaluate_CCPG",
+    partition="ccpg",
+    gallery=(),
+    probes=(
+        ProbeSet("CL", ("U0_D0_BG", "U0_D0"), ("U1_D1", "U2_D2", "U3_D3"), "full clothes change"),
+        ProbeSet("UP", ("U3_D3",), ("U0_D3",), "same trousers, different top"),
+        ProbeSet("DN", ("U1_D0",), ("U1_D1",), "same top, different trousers"),
+        ProbeSet("BG", ("U0_D0_BG",), ("U0_D0",), "same clothes, with a bag"),
+    ),
+    view_rule="before_underscore",
+    reid=True,
+    gamma_deg=20.0,
+)
+
+SUSTECH1K = Protocol(
+    name="sustech1k",
+    reference="SUSTech1K (Shen et al., LidarGait, CVPR 2023); OpenGait evaluate_indoor_dataset",
+    partition="sustech1k",
+    gallery=("00-nm",),
+    probes=(
+        ProbeSet("NM", ("01-nm",), description="Normal"),
+        ProbeSet("BG", ("bg",), description="Bag"),
+        ProbeSet("CL", ("cl",), description="Clothing"),
+        ProbeSet("CA", ("cr",), description="Carrying"),
+        ProbeSet("UM", ("ub",), description="Umbrella"),
+        ProbeSet("UN", ("uf",), description="Uniform"),
+        ProbeSet("OC", ("oc",), description="Occlusion"),
+        ProbeSet("NG", ("nt",), description="Night"),
+        ProbeSet("Overall", ("01", "02", "03", "04"), description="all probe sequences"),
+    ),
+    match="substring",
+    ranks=(1, 5),
+    overall="Overall",
+    gamma_deg=5.0,
+)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (CASIA_B, CCPG, SUSTECH1K)}
+
+
+def get_protocol(name: str) -> Protocol:
+    """A shipped benchmark protocol by name (``casia-b``, ``ccpg``, ``sustech1k``)."""
+    key = name.lower().replace("_", "-")
+    if key not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; shipped: {sorted(PROTOCOLS)}, or 'custom' with eval.gallery")
+    return PROTOCOLS[key]
+
+
+def custom_protocol(
+    gallery: Sequence[str],
+    probes: Mapping[str, Sequence[str]],
+    exclude_identical_view: bool = True,
+    gamma_deg: float = 5.0,
+    ranks: Sequence[int] = (1, 5),
+) -> Protocol:
+    """A protocol for a user's own dataset: gallery and named probe sets of condition patterns.
+
+    Args:
+        gallery: condition names or shell patterns of the gallery, e.g. ``["nm-0[1-4]"]``.
+        probes: probe set name -> condition patterns, e.g. ``{"NM": ["nm-05", "nm-06"]}``.
+        exclude_identical_view: drop identical views when averaging (set False for one-view data).
+        gamma_deg: PGHA threshold used at test time.
+    """
+    if not gallery:
+        raise ValueError("the custom protocol needs gallery conditions (eval.gallery in the YAML)")
+    if not probes:
+        raise ValueError("the custom protocol needs at least one probe set (eval.probes in the YAML)")
+    for name, conditions in probes.items():
+        if not conditions:
+            raise ValueError(f"custom probe set {name!r} names no conditions")
+    return Protocol(
+        name="custom",
+        reference="user-defined protocol (eval.gallery / eval.probes)",
+        partition="",
+        gallery=tuple(gallery),
+        probes=tuple(ProbeSet(name, tuple(conds)) for name, conds in probes.items()),
+        match="glob",
+        ranks=tuple(ranks),
+        exclude_identical_view=exclude_identical_view,
+        reid=True,
+        gamma_deg=gamma_deg,
+    )
+
+
+def select_conditions(conditions: Sequence[str] | np.ndarray, patterns: Sequence[str], rule: MatchRule) -> np.ndarray:
+    """(N,) bool: which conditions are selected by any of ``patterns`` under ``rule``.
+
+    ``exact`` compares whole names, ``substring`` finds a pattern anywhere in the name (SUSTech1K's
+    ``bg`` selects ``01-bg-nt``), ``glob`` uses shell patterns (``nm-0[56]``).
+    """
+    names = [str(c) for c in conditions]
+    if rule == "exact":
+        wanted = set(patterns)
+        return np.array([c in wanted for c in names], dtype=bool)
+    if rule == "substring":
+        return np.array([any(p in c for p in patterns) for c in names], dtype=bool)
+    if rule == "glob":
+        return np.array([any(fnmatch.fnmatchcase(c, p) for p in patterns) for c in names], dtype=bool)
+    raise ValueError(f"unknown condition match rule {rule!r}")
+
+
+def view_key(view: str, rule: ViewRule) -> str:
+    """The view name a protocol compares: CCPG keeps only the part before the first ``_``."""
+    if rule == "before_underscore":
+        return view.split("_", 1)[0]
+    return view
+
+
+def evaluation_subjects(protocol: Protocol, partition: str = "") -> list[str] | None:
+    """Test subject ids: from ``partition`` (name or JSON path) or the protocol's; None = all subjects."""
+    from gaitheat.datasets.partition import load_partition
+
+    source = partition or protocol.partition
+    if not source:
+        return None
+    return load_partition(source)[1]
