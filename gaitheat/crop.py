@@ -1,0 +1,117 @@
+"""RGB-space person crops, as in the paper's pretreatment (mmpose ``GetBBoxCenterScale`` + ``TopdownAffine``).
+
+A person box is padded 1.25x about its centre, its short side is grown until the box has the model's
+aspect ratio (W:H = 3:4 for 256x192 models), and the box is warped to the model input with bilinear
+interpolation; parts outside the image are zero (black). The person is never distorted.
+
+Coordinates: a crop box is ``(x1, y1, x2, y2)`` in source pixels, and crop pixel ``(u, v)`` shows
+source point ``(x1 + u / s, y1 + v / s)`` with ``s = input_w / box_w = input_h / box_h``. Heatmap cell
+``(row i, column j)`` of a stride-4 model sits at crop pixel ``(4j, 4i)`` (measured for BlazePose, and
+mmpose's classic decoding), so heatmap point ``(x, y)`` is source point ``(x1 + x * box_w / W,
+y1 + y * box_h / H)`` for an ``H x W`` heatmap covering the crop. All functions are pure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PADDING = 1.25
+ASPECT = 0.75  # width / height of the model input (192 / 256)
+
+
+def pad_box(box: np.ndarray, padding: float = PADDING, aspect: float = ASPECT) -> np.ndarray:
+    """Crop box for a person box: scaled by ``padding`` about its centre, short side grown to ``aspect``.
+
+    Args:
+        box: ``(4,)`` or ``(N, 4)`` person boxes ``x1, y1, x2, y2`` in source pixels.
+        padding: scale factor applied to width and height.
+        aspect: target width / height.
+    Returns:
+        float32 crop boxes of the same shape, with ``w / h == aspect`` exactly.
+    """
+    b = np.asarray(box, dtype=np.float64)
+    cx, cy = (b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2
+    w = np.maximum(b[..., 2] - b[..., 0], 1.0) * padding
+    h = np.maximum(b[..., 3] - b[..., 1], 1.0) * padding
+    # Grow the short side (never shrink): mmpose's _fix_aspect_ratio.
+    h = np.where(w > aspect * h, w / aspect, h)
+    w = aspect * h
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1).astype(np.float32)
+
+
+def crop_affine(crop_box: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """The ``(2, 3)`` map from source pixels to crop pixels for one crop box of the model's aspect."""
+    x1, y1, _x2, y2 = (float(v) for v in crop_box)
+    scale = input_hw[0] / max(y2 - y1, 1e-6)
+    return np.array([[scale, 0.0, -x1 * scale], [0.0, scale, -y1 * scale]], dtype=np.float64)
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a ``(2, 3)`` affine map (crop -> source for the output of :func:`crop_affine`)."""
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map ``(..., 2)`` points with a ``(2, 3)`` affine map."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ matrix[:, :2].T + matrix[:, 2]
+
+
+def crop_person(rgb: np.ndarray, crop_box: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Warp one crop box of ``rgb`` to the model input, zero outside the image.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 frame.
+        crop_box: ``(4,)`` crop box from :func:`pad_box` (aspect already fixed).
+        input_hw: model input ``(h, w)``, e.g. ``(256, 192)``.
+    Returns:
+        crop ``(h, w, 3)`` uint8 and the ``(2, 3)`` source -> crop map.
+    """
+    import cv2
+
+    matrix = crop_affine(crop_box, input_hw)
+    crop = cv2.warpAffine(rgb, matrix, (input_hw[1], input_hw[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return crop, matrix
+
+
+def heatmap_to_image(points: np.ndarray, crop_box: np.ndarray, heatmap_hw: tuple[int, int]) -> np.ndarray:
+    """Map heatmap-pixel keypoints to source pixels; the score column (if any) is kept.
+
+    Args:
+        points: ``(..., J, 2 or 3)`` keypoints ``(x=column, y=row[, score])`` on the heatmap grid.
+        crop_box: ``(..., 4)`` crop boxes the heatmaps cover (one per leading index of ``points``).
+        heatmap_hw: ``(H, W)`` of the heatmaps, e.g. ``(64, 48)``.
+    Returns:
+        float32 array shaped like ``points``.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    box = np.asarray(crop_box, dtype=np.float64)[..., None, :]
+    out = pts.copy()
+    out[..., 0] = box[..., 0] + pts[..., 0] * (box[..., 2] - box[..., 0]) / heatmap_hw[1]
+    out[..., 1] = box[..., 1] + pts[..., 1] * (box[..., 3] - box[..., 1]) / heatmap_hw[0]
+    return out.astype(np.float32)
+
+
+def keypoints_box(image_keypoints: np.ndarray, min_score: float = 0.3, min_joints: int = 6,
+                  head_margin: float = 0.12, foot_margin: float = 0.06) -> np.ndarray | None:
+    """A person box around confident keypoints, widened to reach the head top and the soles.
+
+    Used to re-use one frame's pose as the next frame's region (as MediaPipe tracks people) and as the
+    box handed to the tracker. Keypoints stop at the eyes and ankles, so the box grows by
+    ``head_margin`` / ``foot_margin`` of its height above and below.
+
+    Args:
+        image_keypoints: ``(J, 3)`` keypoints ``(x, y, score)`` in source pixels.
+    Returns:
+        ``(4,)`` float32 box, or None when fewer than ``min_joints`` joints reach ``min_score``.
+    """
+    kp = np.asarray(image_keypoints, dtype=np.float64)
+    good = kp[kp[:, 2] >= min_score]
+    if len(good) < min_joints:
+        return None
+    x1, y1 = good[:, 0].min(), good[:, 1].min()
+    x2, y2 = good[:, 0].max(), good[:, 1].max()
+    h = max(y2 - y1, 1.0)
+    return np.array([x1, y1 - head_margin * h, x2, y2 + foot_margin * h], dtype=np.float32)

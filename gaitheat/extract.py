@@ -1,0 +1,334 @@
+"""Video -> per-person heatmap sequences: detect, track, crop in RGB space, pose, filter.
+
+One video (or frame folder) is processed frame by frame:
+
+1. person proposals come from the previous frame's landmarks (each person's pose gives the next
+   frame's box, as MediaPipe tracks) plus a box source (:mod:`gaitheat.detect`): the BlazePose detector
+   every ``detect_every`` frames or whenever nobody is followed, MOG2 background subtraction, or a
+   boxes file;
+2. each proposal is padded 1.25x, grown to 3:4 and cropped (:mod:`gaitheat.crop`), and the pose
+   backend returns heatmaps and a presence score; crops without a person are rejected;
+3. boxes around the confident keypoints are de-duplicated and associated into tracks by ByteTrack
+   (:mod:`gaitheat.track`);
+4. per track, frames with mean joint score < 0.4 are dropped and tracks left shorter than
+   ``min_frames`` are rejected (:mod:`gaitheat.quality`); each survivor becomes a
+   :class:`~gaitheat.storage.HeatmapSequence` with its crop boxes and source-pixel keypoints.
+
+The batch layer, :func:`extract_to_store`, writes sequences into the store, resumably.
+
+Reproducibility: the same input and config give identical arrays and meta. Only
+``SequenceMeta.created`` records wall-clock time; set ``created`` in the config, or the
+``SOURCE_DATE_EPOCH`` environment variable (the reproducible-builds convention), to get
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaitheat.storage import HeatmapSequence, SequenceMeta
+
+DEFAULT_CONDITION = "00"
+DEFAULT_VIEW = "000"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of ``gaitheat extract`` (YAML keys; ``--set key=value``).
+
+    Attributes:
+        pose: pose backend name (``blazepose`` or ``onnx``).
+        pose_model: model file for the backend (required for ``onnx``).
+        pose_threads: interpreter threads per process.
+        flip_test: average with the mirrored crop's heatmaps (``onnx`` only, as mmpose's test config).
+        detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
+        boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
+        detect_every: run the BlazePose detector every this many processed frames while people are followed.
+        detect_score: detector probability threshold.
+        tiles: detector tiling: ``auto``, ``always`` or ``never``.
+        tile_size: tile side in source pixels.
+        reuse_landmarks: use each person's pose as the next frame's box.
+        min_presence: pose presence probability below which a crop is not a person.
+        crop_padding: box padding factor (1.25 in the paper).
+        tracker: ``bytetrack`` or ``sort``.
+        lost_seconds: how long a track waits for its person to reappear.
+        dedupe_iou: IoU above which two poses in a frame are the same person.
+        min_score: frames with a lower mean joint score are dropped (the paper's 0.4).
+        min_frames: tracks with fewer frames left are not stored.
+        frame_stride: process every n-th frame.
+        max_frames: stop after this many source frames (None: whole video).
+        main_track_only: for inputs with a dataset name (one subject per video), store only the
+            longest track.
+        created: fixed ``SequenceMeta.created``; "" means ``$SOURCE_DATE_EPOCH`` if set, else now.
+    """
+
+    pose: str = "blazepose"
+    pose_model: str | None = None
+    pose_threads: int = 1
+    flip_test: bool = False
+    detector: str = "blazepose"
+    boxes_file: str | None = None
+    detect_every: int = 10
+    detect_score: float = 0.5
+    tiles: str = "auto"
+    tile_size: int = 224
+    reuse_landmarks: bool = True
+    min_presence: float = 0.5
+    crop_padding: float = 1.25
+    tracker: str = "bytetrack"
+    lost_seconds: float = 1.0
+    dedupe_iou: float = 0.5
+    min_score: float = 0.4
+    min_frames: int = 20
+    frame_stride: int = 1
+    max_frames: int | None = None
+    main_track_only: bool = True
+    created: str = ""
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("blazepose", "mog2", "boxes"):
+            raise ValueError(f"detector must be blazepose, mog2 or boxes, got {self.detector!r}")
+        if self.detector == "boxes" and not self.boxes_file:
+            raise ValueError("detector 'boxes' needs boxes_file")
+        if self.detect_every < 1 or self.frame_stride < 1 or self.min_frames < 1:
+            raise ValueError("detect_every, frame_stride and min_frames must be >= 1")
+
+
+@dataclass
+class TrackSequence:
+    """One followed person: ``sequence`` holds the kept frames, ``dropped`` the quality record."""
+
+    track_id: int
+    sequence: HeatmapSequence
+    dropped: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VideoReport:
+    """Everything :func:`extract_video_report` found in one source."""
+
+    source: str
+    frames: int
+    tracks: list[TrackSequence]
+    rejected_tracks: list[dict[str, Any]]
+    person_frames: int = 0  # pose calls that found a person
+
+
+# ------------------------------------------------------------------------------------ dataset naming
+
+_CASIA_B = (r"\d{3}", r"(?:nm|bg|cl)-\d{2}", r"\d{3}")
+_CCPG = (r"\d{3}", r"U\d_D\d(?:_BG)?", r"[0-9A-Za-z_]+")
+_SUSTECH1K = (r"\d{4}", r"\d{2}-[a-z]{2}(?:-[a-z0-9]+)*", r"\d{3}")
+_CASIA_B_STEM = re.compile(r"^(\d{3})-((?:nm|bg|cl)-\d{2})-(\d{3})$")
+
+
+def parse_dataset_name(path: str | Path) -> tuple[str, str, str] | None:
+    """(subject, condition, view) of a benchmark video or frame folder, or None if it has no such name.
+
+    Recognised: CASIA-B ``001-nm-01-090.avi`` (or a folder of that name), and the
+    ``<subject>/<condition>/<view>`` trees of CASIA-B (``001/nm-01/090``), CCPG (``000/U0_D0_BG/01``)
+    and SUSTech1K (``0000/00-nm/000``), for frame folders and for videos inside the view folder.
+    """
+    path = Path(path)
+    match = _CASIA_B_STEM.match(path.stem if path.suffix else path.name)
+    if match:
+        return match.group(1), match.group(2), match.group(3)
+    folder = path if not path.suffix else path.parent
+    parts = folder.parts[-3:]
+    if len(parts) == 3:
+        for pattern in (_CASIA_B, _CCPG, _SUSTECH1K):
+            if all(re.fullmatch(p, v) for p, v in zip(pattern, parts, strict=True)):
+                return parts[0], parts[1], parts[2]
+    return None
+
+
+def created_stamp(configured: str = "") -> str:
+    """``configured``, else ``$SOURCE_DATE_EPOCH`` as ISO-8601 UTC, else now."""
+    if configured:
+        return configured
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    moment = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch.isdigit()
+              else _dt.datetime.now(_dt.timezone.utc))
+    return moment.isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------- components
+
+
+def build_box_source(cfg: ExtractConfig):  # type: ignore[no-untyped-def]
+    """The :class:`gaitheat.detect.BoxSource` named by ``cfg`` (fresh: MOG2 and trackers hold state)."""
+    from gaitheat import detect
+
+    if cfg.boxes_file:
+        return detect.BoxesFile(cfg.boxes_file)
+    if cfg.detector == "mog2":
+        return detect.BackgroundSubtractionDetector()
+    return detect.BlazePoseDetector(score_threshold=cfg.detect_score, tiles=cfg.tiles, tile_size=cfg.tile_size,
+                                    num_threads=cfg.pose_threads)
+
+
+def build_pose(cfg: ExtractConfig):  # type: ignore[no-untyped-def]
+    """The pose backend named by ``cfg``."""
+    from gaitheat.pose import build_pose_backend
+
+    kwargs: dict[str, Any] = {"num_threads": cfg.pose_threads}
+    if cfg.pose == "onnx":
+        kwargs["flip_test"] = cfg.flip_test
+    return build_pose_backend(cfg.pose, cfg.pose_model, **kwargs)
+
+
+@dataclass
+class _Track:
+    frames: list[int] = field(default_factory=list)
+    heatmaps: list[np.ndarray] = field(default_factory=list)
+    keypoints: list[np.ndarray] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    image_keypoints: list[np.ndarray] = field(default_factory=list)
+    presence: list[float] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ one video
+
+
+def extract_video(source: str | Path, cfg: ExtractConfig | None = None, *, pose: Any = None,
+                  boxes: Any = None) -> list[TrackSequence]:
+    """Per-person heatmap sequences of one video, frame folder or image.
+
+    Args:
+        source: video file, folder of frame images, or one image.
+        cfg: settings (defaults when None).
+        pose: a ready :class:`gaitheat.pose.PoseBackend` to re-use across videos (built from ``cfg`` if None).
+        boxes: a ready box source (built from ``cfg`` if None; must be fresh per video).
+    Returns:
+        the kept tracks, each with boxes and source-pixel keypoints filled, ordered by track id.
+    Raises:
+        gaitheat.video.VideoError: if the source cannot be decoded.
+    """
+    return extract_video_report(source, cfg, pose=pose, boxes=boxes).tracks
+
+
+def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *, pose: Any = None,
+                         boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
+    """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
+    from gaitheat.track import PersonTracker
+    from gaitheat.video import decode_frames, probe_source
+
+    cfg = cfg or ExtractConfig()
+    source = Path(source)
+    info = probe_source(source)
+    pose = pose if pose is not None else build_pose(cfg)
+    boxes = boxes if boxes is not None else build_box_source(cfg)
+    fps = info.fps / cfg.frame_stride if info.fps > 0 else 25.0
+    tracker = PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds)
+    tracks: dict[int, _Track] = {}
+    carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
+    frames = person_frames = 0
+    stop = cfg.max_frames
+    for step, frame in enumerate(decode_frames(source, 0, stop, cfg.frame_stride)):
+        frames += 1
+        run_detector = boxes.every_frame or step % cfg.detect_every == 0 or len(carried) == 0
+        detected = boxes(frame.rgb, frame.index) if run_detector else np.zeros((0, 5), np.float32)
+        found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
+        person_frames += len(found["boxes"])
+        ids = tracker.update(found["boxes"])
+        for row, track_id in enumerate(ids.tolist()):
+            if track_id < 0:
+                continue
+            t = tracks.setdefault(track_id, _Track())
+            t.frames.append(frame.index)
+            t.heatmaps.append(found["heatmaps"][row])
+            t.keypoints.append(found["keypoints"][row])
+            t.boxes.append(found["crop_boxes"][row])
+            t.image_keypoints.append(found["image_keypoints"][row])
+            t.presence.append(float(found["presence"][row]))
+        carried = found["boxes"]
+        if on_frame is not None:
+            on_frame(frame.index)
+    report = VideoReport(str(source), frames, [], [], person_frames)
+    _finish_tracks(report, tracks, source, info, pose, cfg)
+    return report
+
+
+def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray, pose: Any,
+                     cfg: ExtractConfig) -> dict[str, np.ndarray]:
+    """Pose every proposal, keep people, de-duplicate. Rows of all outputs correspond."""
+    from gaitheat.crop import crop_person, heatmap_to_image, keypoints_box, pad_box
+    from gaitheat.detect import nms
+
+    # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS.
+    proposals = np.concatenate([carried + np.array([0, 0, 0, 0, 1], np.float32), detected]).reshape(-1, 5)
+    proposals = proposals[nms(proposals[:, :4], proposals[:, 4], cfg.dedupe_iou)] if len(proposals) else proposals
+    crop_boxes = pad_box(proposals[:, :4], cfg.crop_padding).reshape(-1, 4)
+    h, w = pose.input_size
+    crops = np.stack([crop_person(rgb, b, (h, w))[0] for b in crop_boxes]) if len(crop_boxes) else \
+        np.zeros((0, h, w, 3), np.uint8)
+    result = pose(crops)
+    hm_hw = result.heatmaps.shape[2:]
+    image_kps = heatmap_to_image(result.keypoints, crop_boxes, hm_hw) if len(crop_boxes) else \
+        np.zeros((0, 17, 3), np.float32)
+    person_boxes, rows = [], []
+    for i in range(len(crop_boxes)):
+        if result.presence[i] < cfg.min_presence:
+            continue
+        box = keypoints_box(image_kps[i])
+        if box is None:
+            continue
+        person_boxes.append(np.append(box, result.presence[i]))
+        rows.append(i)
+    sel = np.array(rows, np.int64)
+    pboxes = np.array(person_boxes, np.float32).reshape(-1, 5)
+    if len(sel):
+        # Two proposals that converged on one person: keep the pose with the higher mean joint score.
+        keep = nms(pboxes[:, :4], result.keypoints[sel, :, 2].mean(axis=1), cfg.dedupe_iou)
+        keep.sort()
+        sel, pboxes = sel[keep], pboxes[keep]
+    return {"boxes": pboxes, "heatmaps": result.heatmaps[sel], "keypoints": result.keypoints[sel],
+            "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel]}
+
+
+def _finish_tracks(report: VideoReport, tracks: dict[int, _Track], source: Path, info: Any, pose: Any,
+                   cfg: ExtractConfig) -> None:
+    """Quality-filter each track and turn the survivors into sequences (in ``report``)."""
+    from gaitheat.quality import filter_frames, frame_scores
+
+    named = parse_dataset_name(source)
+    subject, condition, view = named or (source.stem, DEFAULT_CONDITION, DEFAULT_VIEW)
+    created = created_stamp(cfg.created)
+    for track_id in sorted(tracks):
+        t = tracks[track_id]
+        frames = np.array(t.frames, np.int64)
+        keypoints = np.stack(t.keypoints)
+        quality = filter_frames(frame_scores(keypoints), frames, cfg.min_score, cfg.min_frames)
+        if not quality.accepted:
+            report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
+                                           "reason": quality.record["rejected"]})
+            continue
+        keep = quality.keep
+        meta = SequenceMeta(
+            subject=subject, condition=condition, view=view, source=str(source.resolve()),
+            pose_model=pose.name, pose_model_sha256=pose.sha256, crop_padding=cfg.crop_padding, created=created,
+            extra={"track_id": track_id, "quality": quality.record, "fps": info.fps, "frame_stride": cfg.frame_stride,
+                   "frame_size": [info.width, info.height], "detector": cfg.detector if not cfg.boxes_file else "boxes",
+                   "tracker": cfg.tracker,
+                   "presence_mean": round(float(np.mean(np.array(t.presence)[keep])), 4)})
+        seq = HeatmapSequence(
+            heatmaps=np.stack(t.heatmaps)[keep], keypoints=keypoints[keep], frame_indices=frames[keep], meta=meta,
+            boxes=np.stack(t.boxes)[keep].astype(np.float32),
+            image_keypoints=np.stack(t.image_keypoints)[keep].astype(np.float32))
+        report.tracks.append(TrackSequence(track_id, seq, quality.record))
+    if named and cfg.main_track_only and len(report.tracks) > 1:
+        # A benchmark video shows one subject: keep its longest track, report the rest.
+        main = max(report.tracks, key=lambda ts: (ts.sequence.num_frames, -ts.track_id))
+        for ts in report.tracks:
+            if ts is not main:
+                report.rejected_tracks.append({"track_id": ts.track_id, "frames": ts.sequence.num_frames,
+                                               "reason": "not the main walker of a single-subject dataset video"})
+        report.tracks = [main]

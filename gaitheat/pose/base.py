@@ -1,0 +1,78 @@
+"""The pose backend contract: person crops in, COCO-17 heatmaps out.
+
+Every backend takes RGB crops of its ``input_size`` (made by :func:`gaitheat.crop.crop_person`, so
+the person box already has the model's 3:4 aspect) and returns a :class:`PoseResult` whose heatmaps
+are ``(N, 17, 64, 48)`` float32 on the stride-4 grid of that crop, in COCO-17 order
+(:data:`gaitheat.storage.COCO17_JOINTS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+HEATMAP_HW = (64, 48)
+INPUT_HW = (256, 192)
+
+# Left/right channel pairs of COCO-17, for flip tests.
+COCO17_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+
+
+@dataclass(frozen=True)
+class PoseResult:
+    """Output of one backend call on N crops.
+
+    Attributes:
+        heatmaps: ``(N, 17, 64, 48)`` float32 heatmaps.
+        keypoints: ``(N, 17, 3)`` float32 ``(x=column, y=row, score=peak)`` in heatmap pixels.
+        presence: ``(N,)`` float32 probability that the crop shows a person (1 when the model has none).
+    """
+
+    heatmaps: np.ndarray
+    keypoints: np.ndarray
+    presence: np.ndarray
+
+
+@runtime_checkable
+class PoseBackend(Protocol):
+    """A top-down heatmap pose model.
+
+    Attributes:
+        name: model name recorded in each stored sequence (``SequenceMeta.pose_model``).
+        sha256: SHA-256 of the model file (``SequenceMeta.pose_model_sha256``).
+        input_size: ``(h, w)`` of the crops it takes.
+    """
+
+    name: str
+    sha256: str
+    input_size: tuple[int, int]
+
+    def __call__(self, crops: np.ndarray) -> PoseResult:
+        """Estimate heatmaps for ``crops`` ``(N, h, w, 3)`` uint8 RGB."""
+        ...
+
+
+def decode_heatmaps(heatmaps: np.ndarray) -> np.ndarray:
+    """Per-joint argmax of heatmaps; the score is the peak value (as mmpose's keypoint score).
+
+    Integer positions are kept on purpose: pose-guided alignment (PGHA) uses argmax positions, and
+    they are exactly reproducible.
+
+    Args:
+        heatmaps: ``(N, J, H, W)`` array.
+    Returns:
+        ``(N, J, 3)`` float32 ``(x=column, y=row, score)``.
+    """
+    n, j, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, j, h * w)
+    idx = flat.argmax(axis=2)
+    peak = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
+    return np.stack([idx % w, idx // w, peak], axis=-1).astype(np.float32)
+
+
+def empty_result() -> PoseResult:
+    """A :class:`PoseResult` for zero crops."""
+    return PoseResult(np.zeros((0, 17, *HEATMAP_HW), np.float32), np.zeros((0, 17, 3), np.float32),
+                      np.zeros((0,), np.float32))

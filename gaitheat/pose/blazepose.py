@@ -1,0 +1,92 @@
+"""BlazePose-full heatmaps through LiteRT (the offline default backend).
+
+``pose_landmark_full.tflite`` (from the ``mediapipe==0.10.21`` wheel, see :mod:`gaitheat.assets`)
+takes a 256x256 RGB square in [0, 1] and returns, among others, 64x64x39 heatmap logits at stride 4
+(``Identity_3``) and a person-presence probability (``Identity_1``).
+
+How the GaitHeat crop fits the square: the backend receives the paper's 256x192 (H x W) crop of the
+1.25x padded, 3:4 person box, and letterboxes it into the 256x256 input with 32 black columns either
+side, exactly as MediaPipe's ``ImageToTensorCalculator`` (``keep_aspect_ratio``, zero border) would
+for a 3:4 region. Heatmap columns 8..55 (crop pixels 32..223) then cover the 3:4 box and nothing
+else, giving ``(17, 64, 48)`` maps with cell ``(i, j)`` at crop pixel ``(4j, 4i)``. Blanking the side
+columns (rather than showing the neighbouring image) keeps other people out of the model's view in
+crowds and makes its input the same one an mmpose 256x192 model sees.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gaitheat.pose.base import HEATMAP_HW, INPUT_HW, PoseResult, decode_heatmaps, empty_result
+
+# BlazePose-33 channels of the COCO-17 joints (nose, eyes, ears, shoulders, elbows, wrists, hips,
+# knees, ankles); "left" is the person's left in both layouts.
+COCO17_FROM_BLAZEPOSE = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+_SQUARE = 256
+_PAD = (_SQUARE - INPUT_HW[1]) // 2  # 32 black columns either side
+_COLUMNS = slice(_PAD // 4, _PAD // 4 + HEATMAP_HW[1])  # heatmap columns 8:56
+
+
+class BlazePoseBackend:
+    """BlazePose-full heatmap backend (``name="blazepose-full"``).
+
+    Args:
+        model_path: a ``pose_landmark_full.tflite``; None finds and SHA-256-checks the bundled one.
+        num_threads: LiteRT threads (a second thread barely helps on this model).
+    """
+
+    name = "blazepose-full"
+    input_size: tuple[int, int] = INPUT_HW
+
+    def __init__(self, model_path: str | Path | None = None, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from gaitheat import assets
+
+        path = assets.verify_asset(assets.POSE_LANDMARK_FULL) if model_path is None else Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: pose model file not found")
+        self.model_path = path
+        self.sha256 = assets.file_sha256_cached(path)
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: LiteRT cannot load this model ({exc})") from exc
+        outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
+        inputs = self._interpreter.get_input_details()
+        if "Identity_3" not in outputs or "Identity_1" not in outputs or tuple(inputs[0]["shape"]) != (1, 256, 256, 3):
+            raise ValueError(f"{path}: not a BlazePose landmark model (needs input [1,256,256,3] and "
+                             f"outputs Identity_1, Identity_3; got {sorted(outputs)})")
+        self._input = inputs[0]["index"]
+        self._heatmap = outputs["Identity_3"]
+        self._presence = outputs["Identity_1"]
+        self._square = np.zeros((1, _SQUARE, _SQUARE, 3), np.float32)
+        self.invoke_seconds = 0.0  # time spent inside invoke(), for benchmarks
+
+    def __call__(self, crops: np.ndarray) -> PoseResult:
+        """Heatmaps for ``crops`` ``(N, 256, 192, 3)`` uint8 RGB (see the module docstring)."""
+        if crops.ndim != 4 or crops.shape[1:] != (*INPUT_HW, 3):
+            raise ValueError(f"BlazePose backend expects crops (N, {INPUT_HW[0]}, {INPUT_HW[1]}, 3), got {crops.shape}")
+        if len(crops) == 0:
+            return empty_result()
+        heatmaps = np.empty((len(crops), len(COCO17_FROM_BLAZEPOSE), *HEATMAP_HW), np.float32)
+        presence = np.empty(len(crops), np.float32)
+        for i, crop in enumerate(crops):
+            self._square[0, :, _PAD:_PAD + INPUT_HW[1]] = crop * np.float32(1 / 255)
+            self._interpreter.set_tensor(self._input, self._square)
+            start = time.perf_counter()
+            self._interpreter.invoke()
+            self.invoke_seconds += time.perf_counter() - start
+            logits = self._interpreter.get_tensor(self._heatmap)[0, :, _COLUMNS][..., COCO17_FROM_BLAZEPOSE]
+            heatmaps[i] = np.transpose(_sigmoid(logits), (2, 0, 1))
+            presence[i] = float(self._interpreter.get_tensor(self._presence)[0, 0])
+        return PoseResult(heatmaps, decode_heatmaps(heatmaps), presence)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Logits reach about -88; clipping keeps exp() finite without changing any float32 result.
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))).astype(np.float32)
