@@ -332,3 +332,198 @@ def _finish_tracks(report: VideoReport, tracks: dict[int, _Track], source: Path,
                 report.rejected_tracks.append({"track_id": ts.track_id, "frames": ts.sequence.num_frames,
                                                "reason": "not the main walker of a single-subject dataset video"})
         report.tracks = [main]
+
+
+# ------------------------------------------------------------------------------------ batch / store
+
+DONE_DIR = ".extract-done"  # per-input done markers, under the store root (no .ghs inside)
+
+
+def discover_inputs(paths: list[str | Path]) -> list[Path]:
+    """Expand INPUT arguments into sources: videos, images, frame folders (searched recursively), sorted.
+
+    A folder with images directly inside is one frame-folder source; otherwise its tree is searched
+    for videos and frame folders. A path that does not exist is kept, so it is reported as a failure.
+    """
+    from gaitheat.video import VIDEO_SUFFIXES, frame_files
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for folder, dirs, files in os.walk(path):
+            dirs.sort()
+            here = Path(folder)
+            if files and frame_files(here):
+                found.append(here)
+                dirs.clear()
+                continue
+            found.extend(here / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_SUFFIXES)
+    return sorted(dict.fromkeys(found), key=str)
+
+
+def shard_inputs(inputs: list[Path], shard: tuple[int, int]) -> list[Path]:
+    """Shard ``i`` of ``n`` (0-based): every n-th input, so shards are balanced and disjoint."""
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    return inputs[index::count]
+
+
+def _config_digest(cfg: ExtractConfig) -> str:
+    import hashlib
+    import json
+
+    from gaitheat.config import to_dict
+
+    data = to_dict(cfg)
+    data.pop("created", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _marker_path(root: Path, source: Path) -> Path:
+    import hashlib
+
+    return root / DONE_DIR / f"{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:20]}.json"
+
+
+def _target(root: Path, source: Path, track: TrackSequence, named: bool) -> Path:
+    from gaitheat.storage import sequence_path
+
+    meta = track.sequence.meta
+    name = "heatmaps" if named else f"track-{track.track_id:03d}"
+    return sequence_path(root, meta.subject, meta.condition, meta.view, name)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg: ExtractConfig) -> None:
+    # One pose model per process, loaded once and re-used for every video it handles.
+    _WORKER["cfg"], _WORKER["pose"] = cfg, build_pose(cfg)
+
+
+def _process_input(source: Path, root: Path) -> dict[str, Any]:
+    """Extract one source into the store; returns its summary record (never raises for bad input)."""
+    import json
+
+    from gaitheat.atomic import atomic_write_text
+    from gaitheat.detect import BoxesFileError
+    from gaitheat.storage import StoreError, write_sequence
+    from gaitheat.video import VideoError
+
+    cfg: ExtractConfig = _WORKER["cfg"]
+    record: dict[str, Any] = {"source": str(source), "status": "failed"}
+    try:
+        report = extract_video_report(source, cfg, pose=_WORKER["pose"])
+    except (VideoError, BoxesFileError, OSError, ValueError) as exc:
+        record["error"] = str(exc)
+        return record
+    record.update(frames=report.frames, person_frames=report.person_frames, rejected_tracks=report.rejected_tracks)
+    if not report.tracks:
+        reasons = "; ".join(f"track {r['track_id']}: {r['reason']}" for r in report.rejected_tracks[:5])
+        record["error"] = (f"{source}: no person sequence found in {report.frames} frames"
+                           + (f" ({reasons})" if reasons else " (no person detected)"))
+        return record
+    named = parse_dataset_name(source) is not None
+    written = []
+    try:
+        for track in report.tracks:
+            path = _target(root, source, track, named)
+            write_sequence(path, track.sequence)
+            written.append(path.relative_to(root).as_posix())
+    except StoreError as exc:
+        record["error"] = str(exc)
+        return record
+    kept = sum(t.sequence.num_frames for t in report.tracks)
+    dropped = sum(t.dropped["frames_dropped"] for t in report.tracks)
+    record.update(status="done", sequences=written, frames_kept=kept, frames_dropped=dropped,
+                  tracks=len(report.tracks))
+    # The marker is written last: a kill before it means the input is redone (same bytes, atomically).
+    atomic_write_text(_marker_path(root, source), json.dumps({**record, "config": _config_digest(cfg)}, indent=1))
+    return record
+
+
+def _finished(root: Path, source: Path, cfg: ExtractConfig) -> dict[str, Any] | None:
+    import json
+
+    marker = _marker_path(root, source)
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("config") != _config_digest(cfg) or not all((root / p).is_file() for p in data.get("sequences", [])):
+        return None
+    return {**data, "status": "skipped"}
+
+
+def extract_to_store(inputs: list[str | Path], out_root: str | Path, cfg: ExtractConfig | None = None,
+                     workers: int = 1, shard: tuple[int, int] = (0, 1), progress: bool = False) -> dict[str, Any]:
+    """Extract many sources into the store at ``out_root``, resumably.
+
+    Finished inputs (a done marker written after all their sequences, with the same config) are
+    skipped; sequence files are written atomically, so a killed run leaves only complete files and a
+    rerun finishes the job. Bad inputs are recorded with their reason and the batch goes on.
+
+    Args:
+        inputs: videos, images, frame folders or trees of them (:func:`discover_inputs`).
+        out_root: store root.
+        cfg: settings (defaults when None).
+        workers: processes on this machine (each loads its own pose model).
+        shard: ``(i, n)``: handle only shard i of n of the sorted inputs (for Slurm arrays, torchrun, ...).
+        progress: show a tqdm bar on stderr.
+    Returns:
+        summary dict: counts (videos, done, skipped, failed, tracks, frames kept/dropped) and per-input records.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    cfg = cfg or ExtractConfig()
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    sources = shard_inputs(discover_inputs(list(inputs)), shard)
+    records: dict[Path, dict[str, Any]] = {}
+    todo = []
+    for source in sources:
+        done = _finished(root, source, cfg)
+        if done is not None:
+            records[source] = done
+        else:
+            todo.append(source)
+    bar = tqdm(total=len(sources), initial=len(records), desc="extract", unit="video", disable=not progress)
+    if workers <= 1 or len(todo) <= 1:
+        _worker_init(cfg)
+        for source in todo:
+            records[source] = _process_input(source, root)
+            bar.update()
+    else:
+        # spawn, not fork: LiteRT's thread pools do not survive a fork.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(cfg,)) as pool:
+            futures = {source: pool.submit(_process_input, source, root) for source in todo}
+            for source, future in futures.items():
+                records[source] = future.result()
+                bar.update()
+    bar.close()
+    ordered = [records[s] for s in sources]
+    return _summarise(ordered, shard)
+
+
+def _summarise(records: list[dict[str, Any]], shard: tuple[int, int]) -> dict[str, Any]:
+    ok = [r for r in records if r["status"] in ("done", "skipped")]
+    return {
+        "shard": f"{shard[0]}/{shard[1]}",
+        "videos": len(records),
+        "done": sum(r["status"] == "done" for r in records),
+        "skipped": sum(r["status"] == "skipped" for r in records),
+        "failed": sum(r["status"] == "failed" for r in records),
+        "tracks": sum(r.get("tracks", 0) for r in ok),
+        "frames_kept": sum(r.get("frames_kept", 0) for r in ok),
+        "frames_dropped": sum(r.get("frames_dropped", 0) for r in ok),
+        "failures": [{"source": r["source"], "error": r["error"]} for r in records if r["status"] == "failed"],
+        "inputs": records,
+    }
