@@ -1,17 +1,102 @@
-"""`gaitheat evaluate`: placeholder until issue 4 (evaluation) lands."""
+"""`gaitheat evaluate`: evaluate a checkpoint under a benchmark or custom protocol, or compare two runs.
+
+Examples::
+
+    gaitheat evaluate --checkpoint runs/casia-b/checkpoints/last.pt --data-root /data/casia-b-heat
+    gaitheat evaluate --checkpoint runs/casia-b/checkpoints/last.pt --data-root /data/ccpg-heat --protocol ccpg
+    torchrun --nproc-per-node 4 -m gaitheat evaluate --checkpoint ... --data-root ...
+    gaitheat evaluate --compare a.json b.json
+
+The config is the checkpoint's own, then ``--config`` (a YAML whose sections replace it), then
+``--set`` overrides. Reports go next to the checkpoint (or into ``--out``):
+``<checkpoint stem>.<protocol>.{json,csv,views.png,cmc.png}``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from gaitheat.cli import not_available
+from gaitheat.cli import UserError
 
 HELP = "Evaluate a checkpoint with an official or custom protocol and write reports."
+PROTOCOLS = ("casia-b", "ccpg", "sustech1k", "custom")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help="checkpoint .pt written by `gaitheat train`")
+    parser.add_argument("--data-root", help="heatmap store to evaluate on (default: data.root of the config)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: eval.protocol)")
+    parser.add_argument("--config", help="experiment YAML (or shipped name) overriding the checkpoint's config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. eval.distance=cos (repeatable)")
+    parser.add_argument("--out", help="folder for the reports (default: next to the checkpoint)")
+    parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--compare", nargs=2, metavar=("A_JSON", "B_JSON"),
+                        help="print two result JSONs side by side instead of evaluating")
+
+
+def _compose_config(args: argparse.Namespace) -> object:
+    """Checkpoint config <- --config sections <- --set overrides <- --protocol / --data-root."""
+    import yaml
+
+    from gaitheat.checkpoint import read_checkpoint
+    from gaitheat.config import ConfigError, apply_overrides, from_dict, resolve_config_path
+    from gaitheat.experiment import ExperimentConfig
+
+    try:
+        data = dict(read_checkpoint(args.checkpoint)["config"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if args.config:
+        path = resolve_config_path(args.config)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        for section, values in loaded.items():
+            data[section] = {**data.get(section, {}), **(values or {})} if isinstance(values, dict) else values
+    overrides = list(args.overrides)
+    if args.protocol:
+        overrides.append(f"eval.protocol={args.protocol}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    return from_dict(ExperimentConfig, apply_overrides(data, overrides))
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("evaluate", "issue 4 (evaluation)")
+    from gaitheat import report
+
+    if args.compare:
+        try:
+            a, b = (report.load_results(p) for p in args.compare)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        print(report.format_compare(a, b, [Path(p).name for p in args.compare]))
+        return 0
+    if not args.checkpoint:
+        raise UserError("--checkpoint is required (or --compare A.json B.json)")
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: no such checkpoint file")
+
+    from gaitheat.evaluate import evaluate_checkpoint
+    from gaitheat.experiment import ExperimentConfig
+
+    cfg = _compose_config(args)
+    assert isinstance(cfg, ExperimentConfig)
+    try:
+        results = evaluate_checkpoint(args.checkpoint, cfg, device=args.device, progress=not args.no_progress)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if results is None:  # not rank 0 under torchrun
+        return 0
+    print(report.format_results(results))
+    ckpt = Path(args.checkpoint)
+    out_dir = Path(args.out) if args.out else ckpt.parent
+    paths = report.write_reports(results, out_dir, f"{ckpt.stem}.{results['protocol']}")
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0

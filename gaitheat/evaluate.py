@@ -1,0 +1,434 @@
+"""Evaluate a trained checkpoint on a heatmap store under a benchmark protocol (or a custom one).
+
+Pipeline: load the checkpoint (:func:`gaitheat.train.load_model`) -> choose the protocol and its test
+subjects -> embed every gallery/probe sequence (all frames in order, the first 720 at most, per-sequence
+min-max normalisation, deterministic PGHA in eval mode, zero-padded batches with lengths) -> metrics
+per named probe set (:mod:`gaitheat.metrics`) -> a plain, JSON-ready results dict that
+:mod:`gaitheat.report` prints and writes.
+
+Under torchrun each rank embeds the records ``rank::world_size`` and the embeddings are gathered by
+record index, so no record is duplicated or lost whatever the world size.
+
+Cross-domain testing (paper Table 3): a checkpoint trained on one dataset is evaluated on another's
+test split and protocol. Only the retrieval embedding is used, so the classifier's size (the source's
+number of training subjects) never has to match the target; the model is built from the checkpoint's
+own config. PGHA's upright threshold γ is set to the *target* dataset's (5° CASIA-B and SUSTech1K,
+20° CCPG), since γ describes how upright the target's walkers are filmed (spec §7.2, inferred).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gaitheat import metrics
+from gaitheat.protocols import Protocol, custom_protocol, evaluation_subjects, get_protocol, select_conditions, view_key
+
+if TYPE_CHECKING:
+    import torch
+
+    from gaitheat.experiment import EvalConfig, ExperimentConfig
+    from gaitheat.manifest import ManifestRow
+
+log = logging.getLogger(__name__)
+
+CMC_RANKS = 20  # length of the stored CMC curves
+
+
+def _device_of(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def embed_batches(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> Iterator[np.ndarray]:
+    """Yield (B, D, P) float32 embeddings of ``(heatmaps (B, T, J, H, W), lengths (B,))`` batches.
+
+    Heatmaps must already be normalised per sequence and zero-padded after ``lengths``. The model is
+    put in eval mode (deterministic PGHA) and run under ``torch.inference_mode``.
+    """
+    import torch
+
+    from gaitheat.train import amp_for
+
+    dev = _device_of(model, device)
+    model.to(dev).eval()
+    amp = amp_for(precision, dev)
+    embed = getattr(model, "embed", None)
+    with torch.inference_mode():
+        for heatmaps, lengths in batches:
+            x = heatmaps.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=amp.dtype, enabled=amp.autocast):
+                out = embed(x, lengths) if embed is not None else model(x, lengths).embedding
+            yield out.float().cpu().numpy()
+
+
+def pad_batch(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (T_i, J, H, W) arrays into zero-padded (B, T_max, J, H, W) float32 and (B,) lengths."""
+    import torch
+
+    lengths = torch.tensor([s.shape[0] for s in sequences], dtype=torch.long)
+    out = torch.zeros((len(sequences), int(lengths.max()), *sequences[0].shape[1:]), dtype=torch.float32)
+    for b, seq in enumerate(sequences):
+        out[b, : seq.shape[0]] = torch.from_numpy(np.ascontiguousarray(seq, dtype=np.float32))
+    return out, lengths
+
+
+def embed_sequences(
+    model: torch.nn.Module,
+    sequences: Iterable[np.ndarray],
+    device: str | torch.device | None = None,
+    max_frames: int = 720,
+    batch_size: int = 1,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Retrieval embeddings of raw heatmap sequences, in input order.
+
+    Args:
+        model: a GaitHeat network (anything with ``embed(heatmaps, lengths) -> (B, D, P)``).
+        sequences: (T, J, H, W) arrays, not yet normalised; only the first ``max_frames`` frames are
+            used (``<= 0``: all), then min-max normalised per sequence.
+        device: where to run; None = where the model's parameters are.
+        batch_size: sequences per forward pass (zero-padded, with lengths; the result does not depend on it).
+        precision: ``fp32`` | ``fp16`` (CUDA only) | ``bf16`` autocast.
+    Returns:
+        (N, D, P) float32.
+    """
+    from gaitheat.transforms import normalise_sequence
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pending: list[np.ndarray] = []
+        for i, seq in enumerate(sequences):
+            seq = np.asarray(seq)
+            if seq.ndim != 4 or seq.shape[0] < 1:
+                raise ValueError(f"sequence {i}: expected (T, J, H, W) heatmaps with T >= 1, got shape {seq.shape}")
+            pending.append(normalise_sequence(seq[:max_frames] if max_frames > 0 else seq))
+            if len(pending) == batch_size:
+                yield pad_batch(pending)
+                pending = []
+        if pending:
+            yield pad_batch(pending)
+
+    parts = list(embed_batches(model, batches(), device, precision))
+    if not parts:
+        raise ValueError("embed_sequences got no sequences")
+    return np.concatenate(parts)
+
+
+def shard_indices(total: int, rank: int, world_size: int) -> np.ndarray:
+    """Record indices of one rank: ``rank, rank + world_size, ...`` (strided keeps lengths balanced)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    return np.arange(rank, total, world_size, dtype=np.int64)
+
+
+def assemble_by_index(parts: Sequence[tuple[np.ndarray, np.ndarray]], total: int) -> np.ndarray:
+    """Put per-rank (indices (n_r,), embeddings (n_r, D, P)) back in record order.
+
+    Indices < 0 mark padding rows and are dropped. Raises ``ValueError`` if a record is missing or
+    arrives twice.
+    """
+    shapes = {e.shape[1:] for i, e in parts if len(i)}
+    if len(shapes) != 1:
+        raise ValueError(f"ranks returned embeddings of different shapes {sorted(shapes)}" if shapes
+                         else "no embeddings to assemble")
+    out = np.zeros((total, *shapes.pop()), dtype=np.float32)
+    seen = np.zeros(total, dtype=np.int64)
+    for indices, emb in parts:
+        keep = indices >= 0
+        out[indices[keep]] = emb[keep]
+        np.add.at(seen, indices[keep], 1)
+    if not np.all(seen == 1):
+        bad = np.flatnonzero(seen != 1)
+        raise ValueError(f"records {bad[:5].tolist()} were embedded {seen[bad[:5]].tolist()} times, expected once")
+    return out
+
+
+def gather_by_index(local: np.ndarray, indices: np.ndarray, total: int, world_size: int) -> np.ndarray:
+    """All-gather every rank's embeddings and indices and return all ``total`` in record order.
+
+    Each rank pads its part to ``ceil(total / world_size)`` rows with index -1, so the collective sees
+    equal shapes; padding is dropped by index, never by position. Without a process group (or with
+    ``world_size == 1``) the local part must already hold every record.
+    """
+    import torch
+
+    if world_size == 1 or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return assemble_by_index([(indices, local)], total)
+    from gaitheat.distributed import all_gather_objects
+
+    # a rank with no records still has to send the right (D, P): ask the others
+    dp = next(s for s in all_gather_objects(local.shape[1:] if len(indices) else None) if s is not None)
+    rows = math.ceil(total / world_size)
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else None
+    emb = torch.zeros((rows, *dp), dtype=torch.float32, device=dev)
+    idx = torch.full((rows,), -1, dtype=torch.long, device=dev)
+    if len(indices):
+        emb[: len(indices)] = torch.from_numpy(local)
+        idx[: len(indices)] = torch.from_numpy(indices)
+    all_emb = [torch.empty_like(emb) for _ in range(world_size)]
+    all_idx = [torch.empty_like(idx) for _ in range(world_size)]
+    torch.distributed.all_gather(all_emb, emb)
+    torch.distributed.all_gather(all_idx, idx)
+    return assemble_by_index([(i.cpu().numpy(), e.cpu().numpy()) for i, e in zip(all_idx, all_emb, strict=True)],
+                             total)
+
+
+def embed_store(
+    model: torch.nn.Module,
+    root: str | Path,
+    rows: Sequence[ManifestRow],
+    device: str | torch.device | None = None,
+    max_frames: int = 720,
+    batch_size: int = 1,
+    workers: int = 0,
+    precision: str = "fp32",
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings of stored sequences, in ``rows`` order, sharded over ranks when ``world_size > 1``.
+
+    Reads lazily through :class:`gaitheat.datasets.sequences.GaitDataset` in test mode (first
+    ``max_frames`` frames, normalised per sequence), ``workers`` DataLoader processes decoding ahead.
+
+    Returns:
+        (len(rows), D, P) float32 on every rank.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from gaitheat.datasets.sequences import GaitDataset, collate_padded
+
+    dataset: Any = GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames)
+    mine = shard_indices(len(rows), rank, world_size)
+    loader: Any = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, mine.tolist()), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=collate_padded,
+    )
+    bar = tqdm(total=len(mine), desc=f"embed (rank {rank})" if world_size > 1 else "embed", unit="seq",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    parts, order = [], []
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for heatmaps, lengths, _labels, indices in loader:
+            order.append(indices.numpy())
+            yield heatmaps, lengths
+
+    for emb in embed_batches(model, batches(), device, precision):
+        parts.append(emb)
+        bar.update(len(emb))
+    bar.close()
+    local = np.concatenate(parts) if parts else np.zeros((0, 0, 0), dtype=np.float32)
+    indices = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    return gather_by_index(local, indices, len(rows), world_size)
+
+
+def resolve_protocol(eval_cfg: EvalConfig, gamma_deg: float = 5.0) -> Protocol:
+    """The protocol named by ``eval.protocol``; ``custom`` is built from ``eval.gallery``/``eval.probes``.
+
+    Args:
+        gamma_deg: γ recorded for a custom protocol (benchmarks carry their own).
+    """
+    if eval_cfg.protocol == "custom":
+        return custom_protocol(eval_cfg.gallery, eval_cfg.probes, eval_cfg.exclude_identical_view, gamma_deg)
+    return get_protocol(eval_cfg.protocol)
+
+
+def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, subjects: Sequence[str] | None,
+                root: str | Path = "") -> list[ManifestRow]:
+    """Rows of the test subjects that some probe set or gallery uses; warns about missing subjects.
+
+    Raises:
+        ValueError: no test sequence at all, or a probe set / its gallery has none.
+    """
+    if subjects is not None:
+        wanted = set(subjects)
+        present = {r.subject for r in rows} & wanted
+        if len(present) < len(wanted):
+            log.warning("%s: %d of %d %s test subjects have no sequences in the store (e.g. %s)", root,
+                        len(wanted) - len(present), len(wanted), protocol.name, sorted(wanted - present)[:3])
+        rows = [r for r in rows if r.subject in wanted]
+    conditions = [r.condition for r in rows]
+    used = np.zeros(len(rows), dtype=bool)
+    for probe_set in protocol.probes:
+        probes = select_conditions(conditions, probe_set.conditions, protocol.match)
+        gallery = select_conditions(conditions, protocol.gallery_of(probe_set), protocol.match)
+        if not probes.any() or not gallery.any():
+            what = "probe" if not probes.any() else "gallery"
+            names = probe_set.conditions if not probes.any() else protocol.gallery_of(probe_set)
+            raise ValueError(f"{root}: the {protocol.name} probe set {probe_set.name} has no {what} sequences "
+                             f"(conditions {list(names)}; the store has {sorted(set(conditions))[:8]})")
+        used |= probes | gallery
+    return [r for r, u in zip(rows, used, strict=True) if u]
+
+
+def evaluate_embeddings(
+    protocol: Protocol,
+    embeddings: np.ndarray,
+    subjects: Sequence[str],
+    conditions: Sequence[str],
+    views: Sequence[str],
+    metric: metrics.Metric = "euc",
+) -> dict[str, Any]:
+    """All numbers of a protocol from (N, D, P) embeddings and their labels (no model involved).
+
+    Returns:
+        ``{"protocol", "distance", "views", "sets": {name: {...}}, "headline": {...}}``; every value is
+        a percentage. Per set: ``rank1`` (and ``rank5``) gait-style with the protocol's view rule,
+        ``rank1_incl_identical``, ``per_view`` and ``matrix`` (probe view x gallery view, rank 1),
+        ``cmc`` (gait-style, ranks 1..20) and, for re-ID protocols, ``reid`` with rank1/mAP/mINP/cmc.
+    """
+    subjects_a, conditions_a = np.asarray(subjects).astype(str), np.asarray(conditions).astype(str)
+    view_names = np.array([view_key(str(v), protocol.view_rule) for v in views])
+    view_list = sorted(set(view_names.tolist()))
+    if protocol.expected_views and set(view_list) != set(protocol.expected_views):
+        log.warning("%s expects views %s; the evaluated sequences have %s", protocol.name,
+                    list(protocol.expected_views), view_list)
+    sets = {}
+    for probe_set in protocol.probes:
+        probes = select_conditions(conditions_a, probe_set.conditions, protocol.match)
+        gallery = select_conditions(conditions_a, protocol.gallery_of(probe_set), protocol.match)
+        if (probes & gallery).any():
+            log.warning("%s: %d sequences are both probe and gallery", probe_set.name, int((probes & gallery).sum()))
+        sets[probe_set.name] = _evaluate_set(protocol, embeddings, subjects_a, view_names, view_list,
+                                             probes, gallery, metric)
+        sets[probe_set.name]["description"] = probe_set.description
+    return {"protocol": protocol.name, "reference": protocol.reference, "distance": metric, "views": view_list,
+            "exclude_identical_view": protocol.exclude_identical_view, "ranks": list(protocol.ranks),
+            "sets": sets, "headline": headline(protocol, sets)}
+
+
+def _evaluate_set(protocol: Protocol, emb: np.ndarray, subjects: np.ndarray, views: np.ndarray,
+                  view_list: list[str], probes: np.ndarray, gallery: np.ndarray, metric: metrics.Metric
+                  ) -> dict[str, Any]:
+    acc = metrics.cross_view_accuracy(emb[probes], emb[gallery], subjects[probes], subjects[gallery], views[probes],
+                                      views[gallery], view_list, max_rank=CMC_RANKS, metric=metric)
+    per_view = metrics.view_average(acc, protocol.exclude_identical_view)  # (V, ranks)
+    cmc = metrics.mean_over_views(per_view)
+    out: dict[str, Any] = {
+        "num_probes": int(probes.sum()), "num_gallery": int(gallery.sum()),
+        "rank1_incl_identical": metrics.mean_over_views(metrics.view_average(acc[..., 0], False)),
+        "per_view": {f"rank{k}": per_view[:, k - 1].tolist() for k in protocol.ranks},
+        "matrix": {"rank1": acc[..., 0].tolist()},
+        "cmc": np.asarray(cmc).tolist(),
+    }
+    for k in protocol.ranks:
+        out[f"rank{k}"] = float(np.asarray(cmc)[k - 1])
+    if protocol.reid:
+        res = metrics.retrieval_metrics(emb[probes], emb[gallery], subjects[probes], subjects[gallery],
+                                        views[probes], views[gallery], metric=metric, max_rank=CMC_RANKS)
+        out["reid"] = {"rank1": 100 * float(res.cmc[0]), "mAP": 100 * res.mean_ap, "mINP": 100 * res.mean_inp,
+                       "cmc": (100 * res.cmc).tolist(), "num_valid": res.num_valid}
+    return out
+
+
+def headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The cells of the paper's table: R-1 per probe set (+ Mean for CASIA-B, + Overall R-5 for SUSTech1K)."""
+    cells = {name: s["rank1"] for name, s in sets.items() if name != protocol.overall}
+    if protocol.mean_column:
+        cells["Mean"] = float(np.mean(list(cells.values())))
+    if protocol.overall:
+        overall = sets[protocol.overall]
+        cells.update({"R-1": overall["rank1"], "R-5": overall.get("rank5", float("nan"))})
+    return cells
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    cfg: ExperimentConfig | None = None,
+    data_root: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Evaluate a checkpoint on a store; returns the results dict (None on ranks other than 0).
+
+    Args:
+        checkpoint: a ``.pt`` written by training.
+        cfg: experiment config whose ``data`` and ``eval`` sections apply (None = the checkpoint's).
+        data_root: store root (overrides ``cfg.data.root``).
+        device: ``cpu`` / ``cuda`` / None (CUDA when available); under torchrun one GPU per rank.
+    """
+    import torch
+
+    from gaitheat import distributed
+    from gaitheat.manifest import load_manifest
+    from gaitheat.models import GaitHeat
+    from gaitheat.train import load_model
+
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info_dist = distributed.setup(device)
+    try:
+        model, trained_cfg, info = load_model(checkpoint, map_location=info_dist.device)
+        cfg = cfg or trained_cfg
+        root = Path(data_root or cfg.data.root)
+        if not str(root) or not root.is_dir():
+            raise ValueError(f"data root {str(root)!r} is not a folder (set --data-root or data.root)")
+        protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
+        if isinstance(model, GaitHeat):
+            model.gamma_deg = protocol.gamma_deg  # the target's γ (module docstring)
+        partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
+        subjects = evaluation_subjects(protocol, partition)
+        rows = select_rows(load_manifest(root), protocol, subjects, root)
+        emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max, cfg.eval.batch_size,
+                          cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress)
+        if not info_dist.is_main:
+            return None
+        results = evaluate_embeddings(protocol, emb, [r.subject for r in rows], [r.condition for r in rows],
+                                      [r.view for r in rows], cfg.eval.distance)
+    finally:
+        if owns_group:
+            distributed.cleanup()
+    results.update({
+        "checkpoint": str(checkpoint), "checkpoint_sha256": info["sha256"], "step": info["step"],
+        "trained_on": trained_cfg.data.dataset, "num_classes": info["num_classes"], "data_root": str(root),
+        "partition": partition or protocol.partition or "all subjects", "gamma_deg": protocol.gamma_deg,
+        "num_sequences": len(rows), "num_subjects": len({r.subject for r in rows}),
+        "frames_test_max": cfg.data.frames_test_max, "precision": cfg.eval.precision,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    results["cross_domain"] = "custom" not in (protocol.name, trained_cfg.data.dataset) and \
+        trained_cfg.data.dataset != protocol.name
+    return results
+
+
+def make_train_eval(cfg: ExperimentConfig) -> Any:
+    """Periodic evaluation for :func:`gaitheat.train.train` (rank 0 only): ``fn(model, step) -> headline``.
+
+    Uses the test split of ``cfg.data.root`` under ``cfg.eval``; the embeddings are computed on the
+    model's own device without sharding (the other ranks wait at the trainer's barrier).
+    """
+    from gaitheat.manifest import load_manifest
+
+    protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
+    partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
+    rows = select_rows(load_manifest(cfg.data.root), protocol, evaluation_subjects(protocol, partition),
+                       cfg.data.root)
+
+    def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
+        emb = embed_store(model, cfg.data.root, rows, None, cfg.data.frames_test_max, cfg.eval.batch_size,
+                          0, cfg.eval.precision, progress=False)
+        res = evaluate_embeddings(protocol, emb, [r.subject for r in rows], [r.condition for r in rows],
+                                  [r.view for r in rows], cfg.eval.distance)
+        return {f"{protocol.name}/{k}": float(v) for k, v in res["headline"].items()}
+
+    return evaluate_model
+
+
+__all__ = ["embed_sequences", "embed_store", "evaluate_checkpoint", "evaluate_embeddings", "gather_by_index",
+           "make_train_eval", "resolve_protocol", "select_rows", "shard_indices"]
