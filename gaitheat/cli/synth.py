@@ -1,17 +1,63 @@
-"""`gaitheat synth`: placeholder until issue 7 (synthetic walkers) lands."""
+"""`gaitheat synth`: render synthetic walker videos in the CASIA-B tree (see :mod:`gaitheat.synth`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from gaitheat.cli import not_available
-
 HELP = "Render synthetic walker videos in the CASIA-B tree."
+
+_CONDITIONS = "nm-01,nm-02,nm-03,nm-04,nm-05,nm-06,bg-01,bg-02,cl-01,cl-02"
+_VIEWS = ",".join(f"{a:03d}" for a in range(0, 181, 18))
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--subjects", type=int, required=True, help="number of people (named 001, 002, ...)")
+    parser.add_argument("--out", required=True, help="root of the CASIA-B-shaped tree to write")
+    parser.add_argument("--views", type=_csv, default=_csv(_VIEWS), help=f"comma-separated views (default {_VIEWS})")
+    parser.add_argument("--conditions", type=_csv, default=_csv(_CONDITIONS),
+                        help=f"comma-separated conditions (default {_CONDITIONS})")
+    parser.add_argument("--frames", type=int, default=40, help="frames per sequence (25 fps; default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="population and recording seed (same seed, same bytes)")
+    parser.add_argument("--difficulty", type=float, default=0.5,
+                        help="0 = people very different .. 1 = people close together (default 0.5)")
+    parser.add_argument("--size", default="320x240", help="frame WIDTHxHEIGHT (default 320x240, CASIA-B's)")
+    parser.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    from gaitheat.cli import UserError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise UserError(f"--size must look like 320x240, got {text!r}") from exc
+    if w < 64 or h < 64:
+        raise UserError(f"--size {text}: frames must be at least 64x64")
+    return h, w
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("synth", "issue 7 (synthetic walkers)")
+    from gaitheat.cli import UserError
+    from gaitheat.synth import write_dataset
+
+    if args.subjects < 1:
+        raise UserError("--subjects must be >= 1")
+    if args.frames < 1:
+        raise UserError("--frames must be >= 1")
+    if not 0.0 <= args.difficulty <= 1.0:
+        raise UserError(f"--difficulty must be in [0, 1], got {args.difficulty}")
+    bad = [v for v in args.views if not v.isdigit()]
+    if bad:
+        raise UserError(f"--views must be angles like 000,090,180; got {bad}")
+    try:
+        counts = write_dataset(args.out, args.subjects, args.conditions, args.views, frames=args.frames,
+                               seed=args.seed, difficulty=args.difficulty, size=_size(args.size),
+                               workers=max(1, args.workers))
+    except ValueError as exc:  # e.g. a condition outside nm/bg/cl
+        raise UserError(str(exc)) from exc
+    print(f"synth: {counts['written']} sequences written, {counts['skipped']} already there, in {args.out}")
+    return 0
