@@ -238,7 +238,9 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
         detected = boxes(frame.rgb, frame.index) if run_detector else np.zeros((0, 5), np.float32)
         found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
         person_frames += len(found["boxes"])
-        ids = tracker.update(found["boxes"])
+        # A still image has nobody to follow: each person is its own one-frame track. (In video,
+        # trackers names a track from its second frame on, so each track loses its first frame.)
+        ids = np.arange(len(found["boxes"])) if info.kind == "image" else tracker.update(found["boxes"])
         for row, track_id in enumerate(ids.tolist()):
             if track_id < 0:
                 continue

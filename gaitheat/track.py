@@ -28,7 +28,7 @@ class PersonTracker:
     """
 
     def __init__(self, method: str = "bytetrack", fps: float = 25.0, lost_seconds: float = 1.0,
-                 min_hits: int = 2, min_iou: float = 0.2) -> None:
+                 min_hits: int = 1, min_iou: float = 0.2) -> None:
         import trackers
 
         fps = fps if fps > 0 else 25.0

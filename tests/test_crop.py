@@ -1,0 +1,65 @@
+"""Golden geometry of the RGB-space person crop and the heatmap -> source-pixel map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaitheat.crop import (
+    apply_affine,
+    crop_affine,
+    crop_person,
+    heatmap_to_image,
+    invert_affine,
+    keypoints_box,
+    pad_box,
+)
+
+
+def test_pad_box_pads_about_centre_and_grows_short_side_to_three_by_four() -> None:
+    tall = pad_box(np.array([100, 100, 140, 300]))  # 40 x 200: width grows
+    assert np.allclose(tall, [26.25, 75, 213.75, 325])  # h = 250, w = 187.5, centre (120, 200)
+    wide = pad_box(np.array([0, 0, 300, 100]))  # 300 x 100: height grows
+    w, h = wide[2] - wide[0], wide[3] - wide[1]
+    assert w == pytest.approx(375) and h == pytest.approx(500)
+    assert np.allclose(pad_box(np.zeros((0, 4))).shape, (0, 4))
+
+
+def test_crop_puts_box_corners_on_crop_corners_and_inverts() -> None:
+    box = np.array([50.0, 20.0, 125.0, 120.0])  # 75 x 100 = 3:4
+    matrix = crop_affine(box, (256, 192))
+    corners = apply_affine(matrix, np.array([[50, 20], [125, 120]]))
+    assert np.allclose(corners, [[0, 0], [192, 256]])
+    back = apply_affine(invert_affine(matrix), corners)
+    assert np.allclose(back, [[50, 20], [125, 120]])
+
+
+def test_crop_person_samples_the_right_pixels_and_zero_pads_outside() -> None:
+    frame = np.zeros((200, 300, 3), np.uint8)
+    frame[60:64, 100:104] = 255  # a white dot at source (101.5, 61.5)
+    box = np.array([-25.0, 0.0, 125.0, 200.0])  # sticks out of the left edge
+    crop, matrix = crop_person(frame, box, (256, 192))
+    assert crop.shape == (256, 192, 3)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    u, v = apply_affine(matrix, np.array([101.5, 61.5]))
+    assert abs(xs.mean() - u) < 1.0 and abs(ys.mean() - v) < 1.0
+    assert crop[:, : int(25 * 256 / 200) - 1].max() == 0  # left of the image: black
+
+
+def test_heatmap_points_map_to_source_pixels_with_stride_four() -> None:
+    box = np.array([[10.0, 20.0, 58.0, 84.0]])  # 48 x 64: one heatmap cell = one pixel
+    pts = np.array([[[0, 0, 0.9], [47, 63, 0.5], [24, 32, 0.7]]], np.float32)
+    out = heatmap_to_image(pts, box, (64, 48))
+    assert np.allclose(out[0, :, :2], [[10, 20], [57, 83], [34, 52]])
+    assert np.allclose(out[0, :, 2], [0.9, 0.5, 0.7])  # scores untouched
+
+
+def test_keypoints_box_needs_enough_confident_joints() -> None:
+    kp = np.zeros((17, 3), np.float32)
+    kp[:, 0] = np.linspace(10, 30, 17)
+    kp[:, 1] = np.linspace(0, 100, 17) + 50
+    kp[:, 2] = 0.9
+    box = keypoints_box(kp)
+    assert box is not None and box[1] < 50 and box[3] > 150 and box[0] == pytest.approx(10)
+    kp[:12, 2] = 0.1
+    assert keypoints_box(kp) is None
