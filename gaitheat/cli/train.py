@@ -1,17 +1,63 @@
-"""`gaitheat train`: placeholder until issue 3 (network and training) lands."""
+"""`gaitheat train CONFIG [--set k=v ...] [--data-root ROOT] [--out DIR] [--resume [CKPT]]`.
+
+Works alike on CPU, one GPU and under ``torchrun --nproc-per-node N -m gaitheat train CONFIG``.
+Without ``--resume`` a run continues automatically from ``OUT/checkpoints/last.pt`` when it exists
+(so a restarted torchrun job picks up where it stopped); ``--resume`` insists on a checkpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from gaitheat.cli import not_available
+from gaitheat.cli import UserError
 
 HELP = "Train a GaitHeat model on a heatmap store (also under torchrun)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("config", help="experiment YAML, or a shipped name: casia-b, ccpg, sustech1k, cpu-small")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.steps=1000 (repeatable)")
+    parser.add_argument("--data-root", help="heatmap store root (sets data.root)")
+    parser.add_argument("--out", help="run folder for checkpoints and TensorBoard (sets train.out)")
+    parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
+                        help="continue from CKPT, or from OUT/checkpoints/last.pt when no CKPT is given")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when available")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("train", "issue 3 (network and training)")
+    from pathlib import Path
+
+    from gaitheat.config import load_config
+    from gaitheat.experiment import ExperimentConfig
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.out:
+        overrides.append(f"train.out={args.out}")
+    cfg = load_config(ExperimentConfig, args.config, overrides)
+    if not cfg.data.root:
+        raise UserError("no heatmap store given: pass --data-root ROOT or set data.root")
+    if not Path(cfg.data.root).is_dir():
+        raise UserError(f"heatmap store {cfg.data.root} is not a folder")
+
+    from gaitheat.checkpoint import find_resume
+    from gaitheat.train import train
+
+    resume = None
+    if args.resume == "last":
+        resume = find_resume(cfg.train.out)
+        if resume is None:
+            raise UserError(f"--resume: no checkpoint under {Path(cfg.train.out) / 'checkpoints'}")
+    elif args.resume:
+        resume = Path(args.resume)
+        if not resume.is_file():
+            raise UserError(f"--resume: {resume} is not a file")
+    try:
+        path = train(cfg, device=args.device, resume=resume)
+    except ValueError as exc:
+        # store, partition and checkpoint mismatches: the user's input, not a bug
+        raise UserError(str(exc)) from exc
+    print(path)
+    return 0

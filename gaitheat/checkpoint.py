@@ -1,0 +1,245 @@
+"""Training checkpoints: everything needed to continue a run bit for bit, written atomically.
+
+A checkpoint ``OUT/checkpoints/step-0001000.pt`` is a ``torch.save`` dict with:
+
+* ``step``: optimiser steps taken; the next global batch number (:mod:`gaitheat.sampling`);
+* ``model``, ``optimizer``, ``scheduler``, ``scaler``: ``state_dict()``s (the model unwrapped from DDP);
+* ``rng``: one entry per rank (python ``random``, numpy, torch CPU and CUDA generator states);
+* ``sampler``: seed, P and K of the identity sampler;
+* ``config``: the resolved :class:`~gaitheat.experiment.ExperimentConfig` as plain data;
+* ``num_classes`` and ``subjects``: the sorted train subjects the class indices refer to.
+
+``last.pt`` is a hard link to (or, where links fail, a copy of) the newest step file; only the
+newest ``keep_last`` step files are kept. Every file is written to a temporary sibling and renamed
+(:mod:`gaitheat.atomic`), so a kill at any moment leaves the previous checkpoint intact. Files load
+with ``weights_only=True``: a checkpoint holds only tensors and plain data, never pickled code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitheat.atomic import atomic_open
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_NAME = "last.pt"
+_STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
+
+
+@dataclass
+class TrainState:
+    """The mutable state of a run, exactly what a checkpoint stores (besides config and RNG)."""
+
+    step: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+def checkpoint_dir(out: str | Path) -> Path:
+    """``OUT/checkpoints``."""
+    return Path(out) / CHECKPOINT_DIR
+
+
+def step_path(out: str | Path, step: int) -> Path:
+    """``OUT/checkpoints/step-XXXXXXX.pt``."""
+    return checkpoint_dir(out) / f"step-{step:07d}.pt"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP (or ``torch.compile``) wrapper."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states as tensors and plain data (``weights_only``-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out: str | Path, state: TrainState, config: dict[str, Any], rng: list[dict[str, Any]],
+                    extra: dict[str, Any], keep_last: int = 3) -> Path:
+    """Write ``step-XXXXXXX.pt`` and ``last.pt`` atomically, then prune old step files.
+
+    Args:
+        out: run folder (``cfg.train.out``).
+        state: the run state at the end of step ``state.step``.
+        config: the resolved experiment config as plain data (``gaitheat.config.to_dict``).
+        rng: per-rank RNG states (:func:`capture_rng`), in rank order.
+        extra: more plain data to store (``num_classes``, ``subjects``, ``sampler`` ...).
+        keep_last: step files to keep (at least 1).
+    Returns:
+        The step file's path.
+    """
+    payload = {
+        "step": state.step,
+        "model": unwrap(state.model).state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": state.scaler.state_dict(),
+        "rng": rng,
+        "config": config,
+        **extra,
+    }
+    path = step_path(out, state.step)
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+    _link_last(path)
+    prune_checkpoints(out, keep_last)
+    return path
+
+
+def _link_last(path: Path) -> None:
+    last = path.parent / LAST_NAME
+    tmp = path.parent / f".{LAST_NAME}.tmp-link"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(path, tmp)
+    except OSError:
+        # Filesystems without hard links: fall back to a full (still atomic) copy.
+        with open(path, "rb") as src, atomic_open(last, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return
+    os.replace(tmp, last)
+
+
+def list_checkpoints(out: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the step files under ``OUT/checkpoints``, oldest first."""
+    folder = checkpoint_dir(out)
+    found = []
+    for p in folder.glob("step-*.pt") if folder.is_dir() else []:
+        m = _STEP_FILE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prune_checkpoints(out: str | Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step files (``last.pt`` stays valid: it is a link or copy)."""
+    for _, path in list_checkpoints(out)[: -max(keep_last, 1)]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def find_resume(out: str | Path) -> Path | None:
+    """``OUT/checkpoints/last.pt`` when it exists, else the newest step file, else None."""
+    last = checkpoint_dir(out) / LAST_NAME
+    if last.is_file():
+        return last
+    found = list_checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict (``weights_only``); raises ``ValueError`` naming the file if it is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read checkpoint ({exc.strerror})") from exc
+    try:
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, OSError) as exc:
+        # torch raises several types for a truncated zip or foreign content; the caller needs the file
+        raise ValueError(f"{path}: not a readable gaitheat checkpoint ({type(exc).__name__}: {exc})") from exc
+    missing = {"step", "model", "config"} - set(payload if isinstance(payload, dict) else {})
+    if missing:
+        raise ValueError(f"{path}: not a gaitheat checkpoint (missing {sorted(missing)})")
+    payload["sha256"] = hashlib.sha256(data).hexdigest()
+    return payload
+
+
+def load_checkpoint(path: str | Path, state: TrainState, map_location: str | torch.device = "cpu",
+                    rank: int = 0) -> dict[str, Any]:
+    """Restore ``state`` (model, optimiser, scheduler, scaler, step) and this rank's RNG from ``path``.
+
+    RNG streams are restored only when the checkpoint holds one for ``rank`` (i.e. the world size did
+    not grow); otherwise they keep their fresh seeding and the resume is not bit-exact.
+
+    Returns:
+        The checkpoint dict (for its config, subjects and sampler entries).
+    """
+    payload = read_checkpoint(path, map_location)
+    restore_state(payload, state, rank)
+    return payload
+
+
+def restore_state(payload: dict[str, Any], state: TrainState, rank: int = 0) -> None:
+    """Put a loaded checkpoint dict (:func:`read_checkpoint`) into ``state`` and this rank's RNG."""
+    unwrap(state.model).load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.scaler.load_state_dict(payload["scaler"])
+    state.step = int(payload["step"])
+    rng = payload.get("rng") or []
+    if rank < len(rng):
+        restore_rng(rng[rank])
+
+
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
+               ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The trained network of a checkpoint, ready for inference.
+
+    Returns:
+        (model in eval mode on ``map_location``, its :class:`~gaitheat.experiment.ExperimentConfig`,
+        info with ``num_classes``, ``step``, ``sha256`` of the checkpoint file, ``subjects`` and ``path``).
+    Raises:
+        ValueError: the file is missing, not a checkpoint, or its weights do not fit its config.
+    """
+    from gaitheat.config import ConfigError, from_dict
+    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.models import build_model
+
+    payload = read_checkpoint(checkpoint_path, map_location)
+    try:
+        cfg = from_dict(ExperimentConfig, payload["config"])
+    except ConfigError as exc:
+        raise ValueError(f"{checkpoint_path}: stored config does not load ({exc})") from exc
+    num_classes = int(payload.get("num_classes", 0))
+    model = build_model(cfg.model, num_classes)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{checkpoint_path}: weights do not match the stored model config ({exc})") from exc
+    model.to(map_location).eval()
+    info = {"num_classes": num_classes, "step": int(payload["step"]), "sha256": payload["sha256"],
+            "subjects": list(payload.get("subjects", [])), "path": str(checkpoint_path)}
+    return model, cfg, info

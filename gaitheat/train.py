@@ -1,0 +1,346 @@
+"""Training as plain functions (torchvision reference / nanoGPT style): ``train_step`` and ``train``.
+
+``train(cfg)`` runs the same code on one CPU, one GPU or under ``torchrun`` (DDP, gloo on CPU and NCCL
+on CUDA; :mod:`gaitheat.distributed`). It is iteration-based (spec §4.2): SGD 0.1 / 0.9 / 5e-4 on all
+parameters, MultiStepLR stepped per iteration (skipped when AMP skipped the optimiser step), fp16
+autocast with a GradScaler on CUDA or optional bf16 autocast, through one code path with ``enabled=``
+flags. Rank 0 logs (tqdm, TensorBoard) and writes checkpoints (:mod:`gaitheat.checkpoint`); a run
+resumes bit-exactly from ``OUT/checkpoints/last.pt``.
+
+Losses (spec §4.1): per branch (part, global, fusion) a batch-all triplet loss on the pre-BNNeck
+embeddings and a cosine cross-entropy on the logits. Under DDP the step gathers the embeddings and
+labels of all ranks explicitly (:func:`gaitheat.distributed.all_gather_with_grad`) so the triplet
+loss sees the global batch, as the official code does; cross-entropy uses local logits. The loss
+functions themselves stay pure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gaitheat import distributed
+from gaitheat.checkpoint import (
+    TrainState,
+    capture_rng,
+    find_resume,
+    load_checkpoint,
+    load_model,
+    read_checkpoint,
+    restore_rng,
+    restore_state,
+    save_checkpoint,
+    step_path,
+)
+from gaitheat.experiment import ExperimentConfig, TrainConfig
+
+__all__ = ["Amp", "EvalFn", "amp_for", "forward_backward", "load_checkpoint", "load_model", "loss_terms",
+           "save_checkpoint", "train", "train_step"]
+
+log = logging.getLogger(__name__)
+
+# (model in eval mode, step) -> named numbers to log; runs on rank 0 only
+EvalFn = Callable[[torch.nn.Module, int], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Amp:
+    """Mixed precision for one device: autocast dtype and switches (one code path, ``enabled=`` flags)."""
+
+    device_type: str
+    dtype: torch.dtype
+    autocast: bool
+    grad_scaler: bool
+
+
+def amp_for(precision: str, device: torch.device) -> Amp:
+    """fp16 autocast + GradScaler on CUDA (fp32 on CPU, where fp16 is not worth it); bf16 autocast anywhere."""
+    if precision == "fp16" and device.type == "cuda":
+        return Amp(device.type, torch.float16, autocast=True, grad_scaler=True)
+    if precision == "bf16":
+        return Amp(device.type, torch.bfloat16, autocast=True, grad_scaler=False)
+    return Amp(device.type, torch.float32, autocast=False, grad_scaler=False)
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` in the forward pass, ``factor`` times its gradient in the backward pass."""
+    return x * factor - x.detach() * (factor - 1)
+
+
+def loss_terms(output: Any, labels: torch.Tensor, cfg: TrainConfig, world_size: int = 1
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GaitHeat's six weighted losses on a local batch, the triplet terms over the global batch.
+
+    Under DDP the embeddings and labels of all ranks are gathered here, explicitly, and the pure
+    :func:`gaitheat.losses.gait_loss` gets them; cross-entropy stays on the local logits. Each rank's
+    gathered batch carries gradient only through its own slice, so that slice's gradient is scaled by
+    ``world_size`` (the official code multiplies the loss instead): after DDP averages the ranks'
+    gradients, the result is exactly the gradient of the global-batch triplet loss plus the mean of
+    the ranks' cross-entropies, i.e. what one process computes on the whole batch.
+
+    Args:
+        output: the model's ``GaitOutput`` (per branch (B_local, D, P) embeddings, (B_local, K, P) logits).
+        labels: (B_local,) long.
+        cfg: margin, scale, smoothing and per-branch weights.
+        world_size: number of ranks (1 without DDP).
+    Returns:
+        (loss to backpropagate: global triplet + local CE, detached named terms from ``gait_loss``).
+    """
+    from gaitheat.losses import gait_loss
+
+    if world_size == 1:
+        return gait_loss(output, labels, cfg)
+    gathered = {name: distributed.all_gather_with_grad(scale_grad(emb.float(), world_size))
+                for name, emb in output.embeddings.items()}
+    all_labels = distributed.all_gather_with_grad(labels)
+    return gait_loss(output, labels, cfg, triplet_embeddings=gathered, triplet_labels=all_labels)
+
+
+def forward_backward(model: torch.nn.Module, heatmaps: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                     amp: Amp, scaler: torch.amp.GradScaler, world_size: int = 1
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward under autocast, losses in fp32, scaled backward; gradients accumulate into ``.grad``.
+
+    Args:
+        heatmaps: (B_local, T, J, H, W) float32, normalised per sequence.
+        labels: (B_local,) long.
+    Returns:
+        (detached loss, detached terms); see :func:`loss_terms`.
+    """
+    with torch.autocast(device_type=amp.device_type, dtype=amp.dtype, enabled=amp.autocast):
+        output = model(heatmaps)
+    loss, terms = loss_terms(output, labels, cfg, world_size)
+    scaler.scale(loss).backward()
+    return loss.detach(), terms
+
+
+def train_step(state: TrainState, heatmaps: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, amp: Amp,
+               world_size: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimiser step on one batch; advances ``state.step`` and the LR schedule.
+
+    The scheduler steps only when the GradScaler did not skip the update for overflow (as the
+    official trainer does), so the milestones count real updates.
+    """
+    state.optimizer.zero_grad(set_to_none=True)
+    report, terms = forward_backward(state.model, heatmaps, labels, cfg, amp, state.scaler, world_size)
+    scale = state.scaler.get_scale()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    if state.scaler.get_scale() >= scale:
+        state.scheduler.step()
+    state.step += 1
+    return report, terms
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_state(model: torch.nn.Module, cfg: TrainConfig, amp: Amp) -> TrainState:
+    """Optimiser (SGD on all parameters, no warm-up), MultiStepLR and GradScaler for ``model``."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+    scaler = torch.amp.GradScaler(amp.device_type, enabled=amp.grad_scaler)
+    return TrainState(step=0, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+
+
+def _check_resume(payload: dict[str, Any], cfg: ExperimentConfig, subjects: list[str], path: Path) -> None:
+    from gaitheat.config import to_dict
+
+    stored = payload["config"]
+    if stored.get("model") != to_dict(cfg.model):
+        raise ValueError(f"{path}: the checkpoint's model config differs from this run's; use another train.out")
+    if list(payload.get("subjects", subjects)) != subjects:
+        raise ValueError(f"{path}: the checkpoint was trained on other subjects than this store's train split")
+    for section in ("data", "train"):
+        if stored.get(section) != to_dict(getattr(cfg, section)):
+            log.warning("resuming %s with a changed '%s' config section", path, section)
+
+
+def _batches(loader: Any) -> Iterator[Any]:
+    yield from loader
+
+
+def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Path | None = None,
+          eval_fn: EvalFn | None = None) -> Path:
+    """Train ``cfg`` to ``cfg.train.steps`` steps; returns the final checkpoint's path.
+
+    Args:
+        cfg: the experiment (data, model, train sections are used).
+        device: ``"cpu"`` / ``"cuda"`` / None (CUDA when available).
+        resume: a checkpoint to continue from; None resumes from ``OUT/checkpoints/last.pt`` when it exists.
+        eval_fn: periodic evaluation every ``cfg.train.eval_every`` steps (rank 0); None uses
+            :mod:`gaitheat.evaluate` when it is installed.
+    """
+    dist = distributed.setup(device)
+    try:
+        return _train(cfg, dist, resume, eval_fn)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path | None,
+           eval_fn: EvalFn | None) -> Path:
+    from gaitheat.config import to_dict
+    from gaitheat.datasets.sequences import GaitDataset, split_rows
+    from gaitheat.models import build_model
+    from gaitheat.sampling import IdentityBatchSampler
+
+    tc, dc = cfg.train, cfg.data
+    rows, subjects = split_rows(dc.root, dc.dataset, dc.partition, "train")
+    if dc.num_classes and dc.num_classes != len(subjects):
+        raise ValueError(f"data.num_classes={dc.num_classes} but {dc.root} holds {len(subjects)} train subjects; "
+                         "fix the store or set data.num_classes=0 to use the subjects found")
+    dataset = GaitDataset(dc.root, rows, subjects, frames=dc.frames_train)
+    amp = amp_for(tc.precision, dist.device)
+    seed_everything(tc.seed)
+    model = build_model(cfg.model, len(subjects)).to(dist.device)
+    if dist.distributed and dist.device.type == "cuda" and tc.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    state = build_state(model, tc, amp)
+    # each rank draws its own PGHA skips; model init above is shared (and DDP broadcasts it anyway)
+    seed_everything(tc.seed + 1000 * dist.rank + 1)
+    resume_path = Path(resume) if resume else find_resume(tc.out)
+    if resume_path is not None:
+        payload = read_checkpoint(resume_path, dist.device)
+        _check_resume(payload, cfg, subjects, resume_path)
+        restore_state(payload, state, dist.rank)
+        if len(payload.get("rng") or []) != dist.world_size:
+            log.warning("resuming a %d-rank run on %d ranks: RNG streams are not continued exactly",
+                        len(payload.get("rng") or []), dist.world_size)
+        if dist.is_main:
+            log.info("resumed from %s at step %d", resume_path, state.step)
+    train_model: torch.nn.Module = state.model
+    if dist.distributed:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=ids)
+    sampler = IdentityBatchSampler(dataset.labels, dc.batch_p, dc.batch_k, seed=tc.seed, rank=dist.rank,
+                                   world_size=dist.world_size, start=state.step)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=dc.workers, pin_memory=dist.device.type == "cuda",
+        persistent_workers=False, generator=torch.Generator(),  # own generator: the global RNG stays untouched
+    )
+    extra = {"num_classes": len(subjects), "subjects": subjects, "sampler": sampler.state_dict()}
+    config = to_dict(cfg)
+    if state.step >= tc.steps:
+        log.info("already trained to step %d (train.steps=%d)", state.step, tc.steps)
+        return resume_path or step_path(tc.out, state.step)
+    state.model = train_model
+    _loop(state, _batches(loader), cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
+          eval_fn if eval_fn is not None else _default_eval(cfg))
+    return step_path(tc.out, state.step)
+
+
+def _save(state: TrainState, config: dict[str, Any], extra: dict[str, Any], tc: TrainConfig,
+          dist: distributed.DistInfo) -> None:
+    rng = distributed.all_gather_objects(capture_rng())
+    if dist.is_main:
+        path = save_checkpoint(tc.out, state, config, rng, extra, tc.keep_last)
+        log.debug("wrote %s", path)
+    distributed.barrier()
+
+
+def _default_eval(cfg: ExperimentConfig) -> EvalFn | None:
+    if cfg.train.eval_every <= 0:
+        return None
+    try:
+        evaluate = importlib.import_module("gaitheat.evaluate")
+    except ImportError:
+        log.warning("train.eval_every is set but gaitheat.evaluate is not available; no periodic evaluation")
+        return None
+    make = getattr(evaluate, "make_train_eval", None)
+    if make is None:
+        log.warning("gaitheat.evaluate has no make_train_eval(cfg); no periodic evaluation")
+        return None
+    fn: EvalFn = make(cfg)
+    return fn
+
+
+def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, dist: distributed.DistInfo,
+          amp: Amp, save: Callable[[], None], eval_fn: EvalFn | None) -> None:
+    from tqdm import tqdm
+
+    tc = cfg.train
+    writer = _writer(tc.out) if dist.is_main else None
+    frames_per_step = cfg.data.batch_p * cfg.data.batch_k * cfg.data.frames_train
+    bar = tqdm(total=tc.steps, initial=state.step, disable=not dist.is_main, file=sys.stderr,
+               dynamic_ncols=True, desc="train")
+    state.model.train()
+    tic = time.perf_counter()
+    try:
+        while state.step < tc.steps:
+            heatmaps, labels, _ = next(batches)
+            heatmaps = heatmaps.to(dist.device, non_blocking=True)
+            labels = labels.to(dist.device, non_blocking=True)
+            report, terms = train_step(state, heatmaps, labels, tc, amp, dist.world_size)
+            loss = float(report)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {state.step}; the last checkpoint is in {tc.out}")
+            toc = time.perf_counter()
+            rate = frames_per_step / max(toc - tic, 1e-9)
+            tic = toc
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", frames_s=f"{rate:.0f}", refresh=False)
+            if state.step % tc.log_every == 0 or state.step == tc.steps:
+                _log_scalars(writer, state, terms, rate)
+            if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:
+                save()
+            if eval_fn is not None and tc.eval_every > 0 and state.step % tc.eval_every == 0:
+                _evaluate(state, eval_fn, writer, dist)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+
+
+def _writer(out: str) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
+
+
+def _log_scalars(writer: Any, state: TrainState, terms: dict[str, torch.Tensor], rate: float) -> None:
+    # every rank joins the one reduction (local CE and accuracy differ per rank); only rank 0 writes
+    names = sorted(terms)
+    means = distributed.mean_across_ranks(torch.stack([terms[n].float() for n in names])).tolist()
+    if writer is None:
+        return
+    for name, value in zip(names, means, strict=True):
+        writer.add_scalar(f"loss/{name}" if name == "total" else name, value, state.step)
+    writer.add_scalar("lr", state.optimizer.param_groups[0]["lr"], state.step)
+    writer.add_scalar("frames_per_s", rate, state.step)
+    if state.scaler.is_enabled():
+        writer.add_scalar("amp/scale", state.scaler.get_scale(), state.step)
+
+
+def _evaluate(state: TrainState, eval_fn: EvalFn, writer: Any, dist: distributed.DistInfo) -> None:
+    from gaitheat.checkpoint import unwrap
+
+    if dist.is_main:
+        # evaluation must not shift the training RNG streams, or resumed runs would diverge
+        rng = capture_rng()
+        model = unwrap(state.model)
+        model.eval()
+        with torch.no_grad():
+            results = eval_fn(model, state.step)
+        model.train()
+        restore_rng(rng)
+        log.info("step %d: %s", state.step, ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+        if writer is not None:
+            for name, value in results.items():
+                writer.add_scalar(f"eval/{name}", value, state.step)
+    distributed.barrier()
