@@ -1,0 +1,235 @@
+"""Embedding extraction (batching, frame cap, sharding under gloo) and end-to-end evaluation of a trained model."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gaitheat.config import load_config
+from gaitheat.evaluate import assemble_by_index, embed_sequences, embed_store, shard_indices
+from gaitheat.experiment import ExperimentConfig, ModelConfig
+from gaitheat.manifest import load_manifest
+from gaitheat.storage import HeatmapSequence, SequenceMeta, sequence_path, write_sequence
+
+TINY_MODEL = ModelConfig(widths=(4, 8, 16, 32), embed_dim=16, parts=4)
+TINY = ["model.widths=[4,8,16,32]", "model.embed_dim=16", "model.parts=4", "data.frames_train=4",
+        "data.batch_p=2", "data.batch_k=2", "train.log_every=1", "train.precision=fp32", "data.workers=0"]
+CASIA_TEST = ("075", "076", "077")
+CASIA_CONDITIONS = (*(f"nm-0{i}" for i in range(1, 7)), "bg-01", "bg-02", "cl-01", "cl-02")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # 2 shared cores: one intra-op thread per test process avoids oversubscription
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def walker_heatmaps(subject: int, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """(T, 17, 64, 48) Gaussian joint maps around subject-specific positions, jittered per frame."""
+    base = np.random.default_rng(1000 + subject).uniform((10, 8), (54, 40), size=(17, 2))
+    centres = base[None] + rng.normal(scale=1.0, size=(frames, 17, 2))
+    yy, xx = np.mgrid[0:64, 0:48].astype(np.float32)
+    cy, cx = centres[..., 0, None, None], centres[..., 1, None, None]
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 2.0**2)).astype(np.float32)
+
+
+def write_tiny_store(root: Path, subjects: dict[str, tuple[str, ...]], views: tuple[str, ...], frames: int = 6,
+                     seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for subject, conditions in subjects.items():
+        for condition in conditions:
+            for view in views:
+                hm = walker_heatmaps(int(subject), frames, rng)
+                kp = np.zeros((frames, 17, 3), dtype=np.float32)
+                seq = HeatmapSequence(hm, kp, np.arange(frames, dtype=np.int64),
+                                      SequenceMeta(subject, condition, view, pose_model="synthetic"))
+                write_sequence(sequence_path(root, subject, condition, view), seq)
+    load_manifest(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def casia_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    subjects = {s: ("nm-01", "nm-02") for s in ("001", "002", "003")}
+    subjects.update({s: CASIA_CONDITIONS for s in CASIA_TEST})
+    return write_tiny_store(tmp_path_factory.mktemp("casia"), subjects, ("000", "090", "180"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    from gaitheat.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(TINY_MODEL, num_classes=3).eval()
+
+
+def test_embed_sequences_batching_order_and_frame_cap(tiny_model: torch.nn.Module) -> None:
+    rng = np.random.default_rng(0)
+    seqs = [walker_heatmaps(s, t, rng) * 3.0 for s, t in ((1, 5), (2, 9), (3, 3), (1, 7))]
+    one = embed_sequences(tiny_model, seqs, batch_size=1)
+    assert one.shape == (4, 16, 4) and one.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)  # unit strips
+    # zero-padded batches with lengths give the same embeddings, in input order
+    np.testing.assert_allclose(embed_sequences(tiny_model, iter(seqs), batch_size=3), one, atol=1e-5)
+    np.testing.assert_array_equal(embed_sequences(tiny_model, seqs, batch_size=1), one)  # deterministic
+    # per-sequence normalisation: a rescaled sequence embeds the same
+    np.testing.assert_allclose(embed_sequences(tiny_model, [seqs[0] / 3.0]), one[:1], atol=1e-5)
+    # the cap keeps the *first* frames
+    capped = embed_sequences(tiny_model, seqs[1:2], max_frames=4)
+    np.testing.assert_allclose(capped, embed_sequences(tiny_model, [seqs[1][:4]]), atol=1e-6)
+    assert not np.allclose(capped, one[1:2], atol=1e-4)
+    with pytest.raises(ValueError, match="sequence 0"):
+        embed_sequences(tiny_model, [np.zeros((4, 17, 64))])
+
+
+def test_embed_store_matches_embed_sequences(tiny_model: torch.nn.Module, casia_store: Path) -> None:
+    from gaitheat.storage import read_sequence
+
+    rows = [r for r in load_manifest(casia_store) if r.subject == "075"][:5]
+    got = embed_store(tiny_model, casia_store, rows, batch_size=2, progress=False)
+    want = embed_sequences(tiny_model, [read_sequence(casia_store / r.path).heatmaps for r in rows])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_sharding_and_assembly_by_index() -> None:
+    shards = [shard_indices(5, r, 3) for r in range(3)]
+    assert [s.tolist() for s in shards] == [[0, 3], [1, 4], [2]]
+    parts = [(np.r_[s, -1 * np.ones(2 - len(s), dtype=np.int64)], np.arange(2)[:, None, None] + 10.0 * r)
+             for r, s in enumerate(shards)]  # padding row on the last rank carries index -1
+    out = assemble_by_index(parts, 5)
+    assert out[:, 0, 0].tolist() == [0.0, 10.0, 20.0, 1.0, 11.0]
+    with pytest.raises(ValueError, match="embedded"):
+        assemble_by_index([(np.array([0, 0]), np.zeros((2, 1, 1)))], 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sharded_worker(rank: int, world: int, port: int, state: dict, root: str, out: str) -> None:
+    from gaitheat.models import build_model
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = build_model(TINY_MODEL, num_classes=3)
+        model.load_state_dict(state)
+        rows = load_manifest(root)[:7]  # 7 records over 2 ranks: one rank pads
+        emb = embed_store(model, root, rows, batch_size=2, rank=rank, world_size=world, progress=False)
+        np.save(Path(out) / f"rank{rank}.npy", emb)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_sharded_extraction_under_gloo_matches_single_process(tiny_model: torch.nn.Module, casia_store: Path,
+                                                               tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    mp.spawn(_sharded_worker, args=(2, _free_port(), state, str(casia_store), str(tmp_path)), nprocs=2)
+    single = embed_store(tiny_model, casia_store, load_manifest(casia_store)[:7], progress=False)
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"rank{rank}.npy"), single, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(casia_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gaitheat.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(ExperimentConfig, "cpu-small", [f"data.root={casia_store}", "data.dataset=casia-b",
+                                                      f"train.out={out}", "train.steps=2", *TINY])
+    return train(cfg, device="cpu")
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from gaitheat.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_end_to_end_casia_b_table_and_reports(trained_checkpoint: Path, casia_store: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(casia_store),
+                               "--protocol", "casia-b", "--out", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0, err
+    table = out.splitlines()
+    header = next(line for line in table if "NM" in line and "Mean" in line)
+    assert header.split() == ["NM", "BG", "CL", "Mean"]
+    r1 = next(line for line in table if line.startswith("Gait R-1"))
+    values = [float(v) for v in r1.split()[-4:]]
+    assert all(0.0 <= v <= 100.0 for v in values) and values[3] == pytest.approx(np.mean(values[:3]), abs=0.01)
+    stem = f"{trained_checkpoint.stem}.casia-b"
+    results = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert results["views"] == ["000", "090", "180"] and results["num_subjects"] == 3
+    assert results["sets"]["NM"]["num_probes"] == 3 * 2 * 3 and results["sets"]["NM"]["num_gallery"] == 3 * 4 * 3
+    assert results["step"] == 2 and not results["cross_domain"] and results["gamma_deg"] == 5.0
+    assert results["headline"]["NM"] == pytest.approx(values[0], abs=0.006)
+    csv_text = (tmp_path / f"{stem}.csv").read_text().splitlines()
+    assert csv_text[0] == "protocol,set,metric,probe_view,gallery_view,value"
+    assert any(line.startswith("casia-b,CL,rank1_cell,000,090,") for line in csv_text)
+    for png in (f"{stem}.views.png", f"{stem}.cmc.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+    # two runs side by side
+    other = dict(results, headline={k: v + 1.0 for k, v in results["headline"].items()})
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    code, out, _ = _run_cli(["evaluate", "--compare", str(tmp_path / f"{stem}.json"), str(tmp_path / "b.json")],
+                            capsys)
+    assert code == 0
+    mean_row = next(line for line in out.splitlines() if line.startswith("Mean"))
+    assert mean_row.split()[-1] == "1.00"
+
+
+@pytest.mark.slow
+def test_cross_domain_casia_b_checkpoint_on_ccpg(trained_checkpoint: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    types = ("U0_D0", "U0_D0_BG", "U1_D1", "U2_D2", "U3_D3", "U0_D3", "U1_D0")
+    store = write_tiny_store(tmp_path / "ccpg", {s: types for s in ("100", "101", "102", "103")},
+                             ("1_1", "2_1"), frames=4, seed=1)
+    code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
+                               "--protocol", "ccpg", "--out", str(tmp_path / "reports"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert "casia-b -> ccpg (cross-domain)" in out and "gamma 20 deg" in out
+    for label in ("Gait R-1, identical views excluded (headline)", "Gait R-1, identical views included",
+                  "Re-ID R-1", "Re-ID mAP", "Re-ID mINP"):
+        assert label in out
+    results = json.loads((tmp_path / "reports" / f"{trained_checkpoint.stem}.ccpg.json").read_text())
+    assert results["num_classes"] == 3 and results["num_subjects"] == 4  # source classifier, target ids
+    assert results["views"] == ["1", "2"] and set(results["headline"]) == {"CL", "UP", "DN", "BG"}
+
+
+def test_cli_errors_name_the_problem(casia_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run_cli(["evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--data-root", "x"], capsys)
+    assert code == 2 and "nope.pt" in err
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    code, _, err = _run_cli(["evaluate", "--checkpoint", str(tmp_path / "bad.pt")], capsys)
+    assert code == 2 and "bad.pt" in err
+    (tmp_path / "a.json").write_text("{}")
+    code, _, err = _run_cli(["evaluate", "--compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")], capsys)
+    assert code == 2 and "a.json" in err
+
+
+@pytest.mark.slow
+def test_store_without_the_protocols_conditions_is_a_clear_error(trained_checkpoint: Path, casia_store: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(casia_store),
+                             "--protocol", "sustech1k", "--set", "eval.partition=casia-b", "--no-progress"], capsys)
+    assert code == 2 and str(casia_store) in err and "sustech1k" in err
+
