@@ -1,0 +1,194 @@
+"""Real 2-process gloo DDP on CPU: the same loss, gradients and update as one process on the global batch.
+
+BatchNorm is the catch. SyncBN is CUDA-only, so on CPU each rank normalises with the statistics of
+its own half batch, while one process with the whole batch uses whole-batch statistics: the two
+legitimately differ (the last test shows by how much). The equivalence is therefore checked twice:
+
+* BatchNorm in eval mode (running statistics, identical on all ranks): 2 ranks == 1 process on the
+  whole batch, directly;
+* BatchNorm in training mode: 2 ranks == 1 process that runs the network on the same two half
+  batches ("ghost batches") and computes the losses on the concatenated outputs, which is exactly
+  what DDP without SyncBN means. PGHA's random skip is switched off (skip_prob=0) so both sides warp
+  the same frames.
+
+Both checks go through the real ``train_step`` (explicit all-gather of embeddings with the local
+slice's gradient scaled by the world size, DDP gradient averaging, SGD update).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from gaitheat.experiment import ModelConfig, TrainConfig
+from gaitheat.train import amp_for, build_state, train_step
+
+WORLD = 2
+MODEL = ModelConfig(widths=(4, 8, 16, 32), embed_dim=8, parts=4, skip_prob=0.0)
+TRAIN = TrainConfig(precision="fp32", lr=0.1)
+NUM_CLASSES = 4
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 3, 17, 64, 48, generator=g)
+    y = torch.tensor([2, 0, 1, 3, 0, 2, 3, 1])  # every identity twice, spread over both ranks
+    return x, y
+
+
+def fresh_model() -> torch.nn.Module:
+    from gaitheat.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(MODEL, NUM_CLASSES)
+
+
+def step_result(state: Any, loss: torch.Tensor) -> dict[str, Any]:
+    model = getattr(state.model, "module", state.model)
+    return {"loss": float(loss),
+            "grads": {n: p.grad.detach().clone() for n, p in model.named_parameters()},
+            "weights": {n: p.detach().clone() for n, p in model.named_parameters()}}
+
+
+def worker(rank: int, port: int, out: str) -> None:
+    from gaitheat import distributed
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist = distributed.setup("cpu")
+    try:
+        assert torch.distributed.get_backend() == "gloo"
+        results = {}
+        for bn_train in (False, True):
+            model = fresh_model()
+            model.train(bn_train)
+            amp = amp_for("fp32", dist.device)
+            state = build_state(model, TRAIN, amp)
+            state.model = torch.nn.parallel.DistributedDataParallel(model)
+            x, y = global_batch()
+            n = len(y) // WORLD
+            local = slice(rank * n, (rank + 1) * n)
+            loss, _ = train_step(state, x[local], y[local], TRAIN, amp, WORLD)
+            # a rank reports the global triplet + its local CE; the ranks' mean is the global-batch loss
+            results[bn_train] = step_result(state, distributed.mean_across_ranks(loss))
+        if dist.is_main:
+            torch.save(results, out)
+    finally:
+        distributed.cleanup()
+
+
+class GhostBatches(torch.nn.Module):
+    """Runs the wrapped network on consecutive chunks and concatenates the outputs (per-chunk BatchNorm)."""
+
+    def __init__(self, model: torch.nn.Module, chunks: int) -> None:
+        super().__init__()
+        self.model, self.chunks = model, chunks
+
+    def forward(self, x: torch.Tensor) -> Any:
+        from gaitheat.models import GaitOutput
+
+        outs = [self.model(part) for part in x.chunk(self.chunks)]
+        return GaitOutput(
+            embeddings={k: torch.cat([o.embeddings[k] for o in outs]) for k in outs[0].embeddings},
+            logits={k: torch.cat([o.logits[k] for o in outs]) for k in outs[0].logits},
+            embedding=torch.cat([o.embedding for o in outs]))
+
+
+def single_process(bn_train: bool, ghost: bool) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    model = fresh_model()
+    model.train(bn_train)
+    amp = amp_for("fp32", torch.device("cpu"))
+    state = build_state(model, TRAIN, amp)
+    if ghost:
+        state.model = GhostBatches(model, WORLD)
+    x, y = global_batch()
+    loss, _ = train_step(state, x, y, TRAIN, amp, world_size=1)
+    result = step_result(state, loss)
+    if ghost:
+        result["grads"] = {k.removeprefix("model."): v for k, v in result["grads"].items()}
+        result["weights"] = {k.removeprefix("model."): v for k, v in result["weights"].items()}
+    return result
+
+
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, dict[str, Any]]:
+    """One 2-rank gloo run (both BatchNorm modes), shared by the tests below."""
+    out = tmp_path_factory.mktemp("ddp") / "ranks.pt"
+    torch.multiprocessing.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    results: dict[bool, dict[str, Any]] = torch.load(out, weights_only=True)
+    return results
+
+
+def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference relative to the tensor's scale (fp32 reductions differ in order across ranks)."""
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def assert_same(ddp: dict[str, Any], ref: dict[str, Any]) -> None:
+    assert ddp["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+    assert ddp["grads"].keys() == ref["grads"].keys()
+    for name in ref["grads"]:
+        # measured: at most ~1e-5 (float32 summation order); real mistakes show up at 1e-2 and above
+        assert max_rel_diff(ddp["grads"][name], ref["grads"][name]) < 1e-4, name
+        assert max_rel_diff(ddp["weights"][name], ref["weights"][name]) < 1e-5, name
+    nonzero = sum(int(g.abs().sum() > 0) for g in ref["grads"].values())
+    assert nonzero > 0.9 * len(ref["grads"])  # the comparison is not between zero gradients
+
+
+@pytest.mark.parametrize("bn_train", [False, True], ids=["bn-eval", "bn-train-ghost"])
+def test_two_rank_gloo_ddp_equals_one_process(ddp_results: dict[bool, dict[str, Any]], bn_train: bool) -> None:
+    assert_same(ddp_results[bn_train], single_process(bn_train, ghost=bn_train))
+
+
+def test_per_rank_batchnorm_differs_from_whole_batch(ddp_results: dict[bool, dict[str, Any]]) -> None:
+    # why the ghost-batch reference is needed on CPU: whole-batch BN statistics give other gradients
+    plain = single_process(bn_train=True, ghost=False)
+    ddp = ddp_results[True]
+    assert max(max_rel_diff(ddp["grads"][n], plain["grads"][n]) for n in plain["grads"]) > 1e-2
+
+
+def test_all_gather_is_identity_without_process_group() -> None:
+    from gaitheat import distributed
+
+    x = torch.rand(3, 2, requires_grad=True)
+    assert distributed.all_gather_with_grad(x) is x
+    assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    info = distributed.setup("cpu")
+    assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
+    assert not torch.distributed.is_initialized()  # a single process needs no process group
+
+
+@pytest.mark.slow
+def test_torchrun_trains_two_ranks(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_datasets_sequences import write_store
+
+    from gaitheat.checkpoint import read_checkpoint
+
+    store = write_store(tmp_path / "store", {f"{i:03d}": [8, 6] for i in range(1, 5)})
+    sets = ["train.steps=2", "train.checkpoint_every=1", "data.workers=0", "model.widths=[4,8,16,32]",
+            "model.embed_dim=8", "model.parts=4", "data.frames_train=3", "data.batch_p=2", "data.batch_k=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+           "-m", "gaitheat", "train", "cpu-small", "--data-root", str(store), "--out", str(tmp_path / "run"),
+           *[a for s in sets for a in ("--set", s)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = read_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert payload["step"] == 2 and len(payload["rng"]) == 2  # one RNG state per rank
+    assert not torch.equal(payload["rng"][0]["torch"], payload["rng"][1]["torch"])
