@@ -97,17 +97,19 @@ def test_training_items_are_lazy_normalised_and_deterministic(tmp_path: Path, mo
     ds = GaitDataset(tmp_path, rows, ["001", "002"], frames=30)
     assert ds.labels == [0, 1]
     # count chunk decompressions: a 40-frame sequence in 4-frame chunks has 10 chunks
-    reads: list[int] = []
+    # spy on the real reader: the item must ask for exactly its 30 frames, never the whole sequence
+    requested: list[np.ndarray | None] = []
     original = SequenceFile.read_heatmaps
 
-    def counting(self: SequenceFile, frames: np.ndarray | None = None) -> np.ndarray:
-        reads.append(len(np.unique(np.asarray(frames) // 4)))
+    def spy(self: SequenceFile, frames: np.ndarray | None = None) -> np.ndarray:
+        requested.append(None if frames is None else np.asarray(frames).copy())
         return original(self, frames)
 
-    monkeypatch.setattr(SequenceFile, "read_heatmaps", counting)
+    monkeypatch.setattr(SequenceFile, "read_heatmaps", spy)
     x, label, index = ds[(0, 123)]
     assert x.shape == (30, 17, 64, 48) and x.dtype == np.float32 and (label, index) == (0, 0)
-    assert reads == [len(np.unique(ds.positions((0, 123)) // 4))]
+    assert len(requested) == 1 and requested[0] is not None
+    np.testing.assert_array_equal(requested[0], ds.positions((0, 123)))
     monkeypatch.undo()
     # normalised with the whole sequence's range: equal to normalising everything, then selecting
     whole = normalise_sequence(SequenceFile(tmp_path / rows[0].path).read_heatmaps())

@@ -172,3 +172,15 @@ def test_cli_errors_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", "cpu-small", "--data-root", str(tmp_path), "--set", "train.stepz=3"]) == 2
     assert "did you mean 'steps'" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_training_on_cuda(store: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(store, tmp_path / "run", "train.steps=2", "train.precision=fp16", "data.workers=0")
+    final = train(cfg, device="cuda")
+    payload = read_checkpoint(final)
+    assert payload["scaler"]["scale"] > 0  # the GradScaler ran
+    assert all(t.device.type == "cpu" for t in payload["model"].values())
+    model, _, info = load_model(final, map_location="cuda")
+    assert next(model.parameters()).is_cuda and info["step"] == 2
