@@ -53,25 +53,32 @@ def _normalise_strips(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
-def _euclidean_block(q: np.ndarray, g: np.ndarray, g_sq: np.ndarray) -> np.ndarray:
+def _augment_gallery(g: np.ndarray) -> np.ndarray:
+    """(P, N, D) gallery strips -> (P, N, D + 2) rows [y, |y|^2, 1] (see :func:`_euclidean_block`)."""
+    p, n, _ = g.shape
+    sq = np.einsum("pnd,pnd->pn", g, g)[..., None]
+    return np.concatenate([g, sq, np.ones((p, n, 1), dtype=np.float32)], axis=2)
+
+
+def _euclidean_block(q: np.ndarray, g_aug: np.ndarray) -> np.ndarray:
     """Mean over strips of per-strip Euclidean distances.
 
+    With probe rows [-2x, 1, |x|^2] and gallery rows [y, |y|^2, 1], one matmul per strip gives
+    |x|^2 + |y|^2 - 2 x.y directly, leaving only clamp, root and sum as passes over (c, N).
+
     Args:
-        q: (P, c, D) probe strips; g: (P, N, D) gallery strips; g_sq: (P, N) squared gallery norms.
+        q: (P, c, D) probe strips; g_aug: (P, N, D + 2) from :func:`_augment_gallery`.
     Returns:
         (c, N) float32.
     """
     p, c, _ = q.shape
-    acc = np.zeros((c, g.shape[1]), dtype=np.float32)
+    q_aug = np.concatenate([-2.0 * q, np.ones((p, c, 1), dtype=np.float32),
+                            np.einsum("pcd,pcd->pc", q, q)[..., None]], axis=2)
+    acc = np.zeros((c, g_aug.shape[1]), dtype=np.float32)
     buf = np.empty_like(acc)
-    q_sq = np.einsum("pcd,pcd->pc", q, q)
     for s in range(p):
-        # |x|^2 + |y|^2 - 2 x.y, clamped at 0 before the root (rounding can make it slightly negative)
-        np.matmul(q[s], g[s].T, out=buf)
-        buf *= -2.0
-        buf += q_sq[s][:, None]
-        buf += g_sq[s][None, :]
-        np.maximum(buf, 0.0, out=buf)
+        np.matmul(q_aug[s], g_aug[s].T, out=buf)
+        np.maximum(buf, 0.0, out=buf)  # rounding can make a squared distance slightly negative
         np.sqrt(buf, out=buf)
         acc += buf
     acc /= p
@@ -104,13 +111,14 @@ def iter_distances(
     if metric not in ("euc", "cos"):
         raise ValueError(f"unknown distance metric {metric!r}; use 'euc' or 'cos'")
     g = strip_major(gallery)
-    num_strips = g.shape[0]
+    num_strips, num_gallery = g.shape[:2]
     if metric == "cos":
         # one matmul over the concatenated normalised strips = the sum of per-strip cosines
-        g_flat = np.ascontiguousarray(_normalise_strips(g).transpose(1, 0, 2).reshape(g.shape[1], -1))
+        g_flat = np.ascontiguousarray(_normalise_strips(g).transpose(1, 0, 2).reshape(num_gallery, -1))
     else:
-        g_sq = np.einsum("pnd,pnd->pn", g, g)
-    step = chunk_rows(g.shape[1], chunk_bytes)
+        g_aug = _augment_gallery(g)
+    del g  # only the derived layout is kept: one gallery-sized copy in memory
+    step = chunk_rows(num_gallery, chunk_bytes)
     for start in range(0, probe.shape[0], step):
         rows = slice(start, min(start + step, probe.shape[0]))
         q = strip_major(probe[rows])
@@ -118,7 +126,7 @@ def iter_distances(
             q_flat = _normalise_strips(q).transpose(1, 0, 2).reshape(q.shape[1], -1)
             yield rows, (1.0 - (q_flat @ g_flat.T) / num_strips).astype(np.float32, copy=False)
         else:
-            yield rows, _euclidean_block(q, g, g_sq)
+            yield rows, _euclidean_block(q, g_aug)
 
 
 def distance_matrix(

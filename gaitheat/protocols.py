@@ -176,7 +176,8 @@ def custom_protocol(
         gamma_deg: PGHA threshold used at test time.
     """
     if not gallery:
-        raise ValueError("the custom protocol needs gallery conditions (eval.gallery in the YAML)")
+        raise ValueError("the custom protocol needs gallery conditions (eval.gallery in the YAML, or "
+                         "--set 'eval.gallery=[nm-01]'); for a benchmark use --protocol casia-b|ccpg|sustech1k")
     if not probes:
         raise ValueError("the custom protocol needs at least one probe set (eval.probes in the YAML)")
     for name, conditions in probes.items():

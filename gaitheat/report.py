@@ -198,7 +198,7 @@ def plot_view_matrices(results: dict[str, Any], path: str | Path) -> Path:
     cols = min(3, len(sets))
     nrows = math.ceil(len(sets) / cols)
     size = max(3.2, 0.38 * len(views) + 1.5)
-    fig = Figure(figsize=(size * cols + 0.8, size * nrows))
+    fig = Figure(figsize=(size * cols * 1.25, size * nrows), layout="constrained")
     for i, (name, s) in enumerate(sets.items()):
         ax = fig.add_subplot(nrows, cols, i + 1)
         acc = np.array([[np.nan if x is None else x for x in row] for row in s["matrix"]["rank1"]], dtype=float)
@@ -222,7 +222,7 @@ def plot_cmc(results: dict[str, Any], path: str | Path) -> Path:
     """PNG of the CMC curves: gait-style (solid) and, where computed, re-ID style (dashed)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.2))
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for i, (name, s) in enumerate(results["sets"].items()):
         color = f"C{i % 10}"
@@ -233,7 +233,8 @@ def plot_cmc(results: dict[str, Any], path: str | Path) -> Path:
                     label=f"{name} re-ID")
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 101)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(f"{TITLES.get(results['protocol'], results['protocol'])} CMC")
