@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from gaitheat import distributed
+from gaitheat.atomic import atomic_write_text
 from gaitheat.checkpoint import (
     TrainState,
     capture_rng,
@@ -43,10 +44,10 @@ from gaitheat.checkpoint import (
     save_checkpoint,
     step_path,
 )
-from gaitheat.experiment import ExperimentConfig, TrainConfig
+from gaitheat.experiment import DataConfig, ExperimentConfig, TrainConfig
 
-__all__ = ["Amp", "EvalFn", "amp_for", "forward_backward", "load_checkpoint", "load_model", "loss_terms",
-           "save_checkpoint", "train", "train_step"]
+__all__ = ["Amp", "EvalFn", "TrainState", "amp_for", "build_state", "build_train_dataset", "forward_backward",
+           "load_checkpoint", "load_model", "loss_terms", "make_loader", "save_checkpoint", "train", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,40 @@ def _check_resume(payload: dict[str, Any], cfg: ExperimentConfig, subjects: list
             log.warning("resuming %s with a changed '%s' config section", path, section)
 
 
-def _batches(loader: Any) -> Iterator[Any]:
-    yield from loader
+def build_train_dataset(dc: DataConfig) -> tuple[Any, list[str]]:
+    """The training ``GaitDataset`` of ``dc`` and its sorted subjects (class ``i`` = ``subjects[i]``)."""
+    from gaitheat.datasets.sequences import GaitDataset, split_rows
+
+    rows, subjects = split_rows(dc.root, dc.dataset, dc.partition, "train")
+    if dc.num_classes and dc.num_classes != len(subjects):
+        raise ValueError(f"data.num_classes={dc.num_classes} but {dc.root} holds {len(subjects)} train subjects; "
+                         "fix the store or set data.num_classes=0 to use the subjects found")
+    return GaitDataset(dc.root, rows, subjects, frames=dc.frames_train), subjects
+
+
+def make_loader(dataset: Any, dc: DataConfig, seed: int, dist: distributed.DistInfo, start: int) -> Any:
+    """Endless DataLoader of this rank's share of the P x K batches, from batch number ``start``."""
+    from gaitheat.sampling import IdentityBatchSampler
+
+    sampler = IdentityBatchSampler(dataset.labels, dc.batch_p, dc.batch_k, seed=seed, rank=dist.rank,
+                                   world_size=dist.world_size, start=start)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=dc.workers, pin_memory=dist.device.type == "cuda",
+        generator=torch.Generator(),  # its own generator: creating the loader leaves the global RNG untouched
+    )
+
+
+def _resume(path: Path, state: TrainState, cfg: ExperimentConfig, subjects: list[str],
+            dist: distributed.DistInfo) -> None:
+    payload = read_checkpoint(path, dist.device)
+    _check_resume(payload, cfg, subjects, path)
+    restore_state(payload, state, dist.rank)
+    ranks = len(payload.get("rng") or [])
+    if ranks != dist.world_size:
+        log.warning("resuming a %d-rank run on %d ranks: RNG streams are not continued exactly", ranks,
+                    dist.world_size)
+    if dist.is_main:
+        log.info("resumed from %s at step %d", path, state.step)
 
 
 def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Path | None = None,
@@ -184,7 +217,9 @@ def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Pat
         device: ``"cpu"`` / ``"cuda"`` / None (CUDA when available).
         resume: a checkpoint to continue from; None resumes from ``OUT/checkpoints/last.pt`` when it exists.
         eval_fn: periodic evaluation every ``cfg.train.eval_every`` steps (rank 0); None uses
-            :mod:`gaitheat.evaluate` when it is installed.
+            ``gaitheat.evaluate.make_train_eval(cfg)`` when that module is available.
+    Raises:
+        ValueError: the store, partition or resumed checkpoint does not fit ``cfg``.
     """
     dist = distributed.setup(device)
     try:
@@ -195,52 +230,37 @@ def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Pat
 
 def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path | None,
            eval_fn: EvalFn | None) -> Path:
-    from gaitheat.config import to_dict
-    from gaitheat.datasets.sequences import GaitDataset, split_rows
+    from gaitheat.config import dump_config, to_dict
     from gaitheat.models import build_model
-    from gaitheat.sampling import IdentityBatchSampler
 
     tc, dc = cfg.train, cfg.data
-    rows, subjects = split_rows(dc.root, dc.dataset, dc.partition, "train")
-    if dc.num_classes and dc.num_classes != len(subjects):
-        raise ValueError(f"data.num_classes={dc.num_classes} but {dc.root} holds {len(subjects)} train subjects; "
-                         "fix the store or set data.num_classes=0 to use the subjects found")
-    dataset = GaitDataset(dc.root, rows, subjects, frames=dc.frames_train)
+    dataset, subjects = build_train_dataset(dc)
     amp = amp_for(tc.precision, dist.device)
     seed_everything(tc.seed)
     model = build_model(cfg.model, len(subjects)).to(dist.device)
     if dist.distributed and dist.device.type == "cuda" and tc.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     state = build_state(model, tc, amp)
-    # each rank draws its own PGHA skips; model init above is shared (and DDP broadcasts it anyway)
+    # each rank draws its own PGHA skips; the initial weights above are shared (DDP broadcasts them anyway)
     seed_everything(tc.seed + 1000 * dist.rank + 1)
     resume_path = Path(resume) if resume else find_resume(tc.out)
     if resume_path is not None:
-        payload = read_checkpoint(resume_path, dist.device)
-        _check_resume(payload, cfg, subjects, resume_path)
-        restore_state(payload, state, dist.rank)
-        if len(payload.get("rng") or []) != dist.world_size:
-            log.warning("resuming a %d-rank run on %d ranks: RNG streams are not continued exactly",
-                        len(payload.get("rng") or []), dist.world_size)
-        if dist.is_main:
-            log.info("resumed from %s at step %d", resume_path, state.step)
-    train_model: torch.nn.Module = state.model
-    if dist.distributed:
-        ids = [dist.device.index] if dist.device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=ids)
-    sampler = IdentityBatchSampler(dataset.labels, dc.batch_p, dc.batch_k, seed=tc.seed, rank=dist.rank,
-                                   world_size=dist.world_size, start=state.step)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=dc.workers, pin_memory=dist.device.type == "cuda",
-        persistent_workers=False, generator=torch.Generator(),  # own generator: the global RNG stays untouched
-    )
-    extra = {"num_classes": len(subjects), "subjects": subjects, "sampler": sampler.state_dict()}
-    config = to_dict(cfg)
+        _resume(resume_path, state, cfg, subjects, dist)
     if state.step >= tc.steps:
         log.info("already trained to step %d (train.steps=%d)", state.step, tc.steps)
         return resume_path or step_path(tc.out, state.step)
-    state.model = train_model
-    _loop(state, _batches(loader), cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
+    if dist.is_main:
+        atomic_write_text(Path(tc.out) / "config.yaml", dump_config(cfg))
+        log.info("training %d sequences of %d subjects on %s x %d (%s), steps %d..%d", len(dataset),
+                 len(subjects), dist.device, dist.world_size, tc.precision, state.step, tc.steps)
+    loader = make_loader(dataset, dc, tc.seed, dist, state.step)
+    if dist.distributed:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        state.model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=ids)
+    extra = {"num_classes": len(subjects), "subjects": subjects,
+             "sampler": {"seed": tc.seed, "p": dc.batch_p, "k": dc.batch_k}}
+    config = to_dict(cfg)
+    _loop(state, iter(loader), cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
           eval_fn if eval_fn is not None else _default_eval(cfg))
     return step_path(tc.out, state.step)
 
