@@ -252,10 +252,10 @@ def resolve_protocol(eval_cfg: EvalConfig, gamma_deg: float = 5.0) -> Protocol:
 
 def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, subjects: Sequence[str] | None,
                 root: str | Path = "") -> list[ManifestRow]:
-    """Rows of the test subjects that some probe set or gallery uses; warns about missing subjects.
+    """Rows of the test subjects that some probe set or gallery uses; warns about missing subjects and sets.
 
     Raises:
-        ValueError: no test sequence at all, or a probe set / its gallery has none.
+        ValueError: no probe set has both probe and gallery sequences.
     """
     if subjects is not None:
         wanted = set(subjects)
@@ -266,15 +266,21 @@ def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, subjects: Seque
         rows = [r for r in rows if r.subject in wanted]
     conditions = [r.condition for r in rows]
     used = np.zeros(len(rows), dtype=bool)
+    empty = []
     for probe_set in protocol.probes:
         probes = select_conditions(conditions, probe_set.conditions, protocol.match)
         gallery = select_conditions(conditions, protocol.gallery_of(probe_set), protocol.match)
-        if not probes.any() or not gallery.any():
-            what = "probe" if not probes.any() else "gallery"
-            names = probe_set.conditions if not probes.any() else protocol.gallery_of(probe_set)
-            raise ValueError(f"{root}: the {protocol.name} probe set {probe_set.name} has no {what} sequences "
-                             f"(conditions {list(names)}; the store has {sorted(set(conditions))[:8]})")
-        used |= probes | gallery
+        if probes.any() and gallery.any():
+            used |= probes | gallery
+        else:
+            empty.append(f"{probe_set.name} ({int(probes.sum())} probes, {int(gallery.sum())} gallery)")
+    if not used.any():
+        raise ValueError(f"{root}: no {protocol.name} probe set has both probe and gallery sequences: "
+                         f"{', '.join(empty)}; the store's conditions include {sorted(set(conditions))[:8]}")
+    if empty:
+        # a partial store (e.g. SUSTech1K without night sequences) still gives the other sets
+        log.warning("%s: %s probe sets without sequences are reported as empty: %s", root, protocol.name,
+                    ", ".join(empty))
     return [r for r, u in zip(rows, used, strict=True) if u]
 
 

@@ -261,3 +261,18 @@ def test_custom_protocol_from_yaml(trained_checkpoint: Path, casia_store: Path, 
     assert "Gait R-5" in out and "Re-ID mAP" in out and "cos distance" in out
     results = json.loads((tmp_path / f"{trained_checkpoint.stem}.custom.json").read_text())
     assert results["sets"]["coat"]["num_probes"] == 3 * 2 * 3 and results["num_subjects"] == 3
+
+
+def test_select_rows_keeps_test_subjects_and_tolerates_partial_sets(caplog: pytest.LogCaptureFixture) -> None:
+    from gaitheat.evaluate import select_rows
+    from gaitheat.manifest import ManifestRow
+    from gaitheat.protocols import SUSTECH1K
+
+    rows = [ManifestRow(s, t, "000", "heatmaps", 5, f"{s}/{t}/000/heatmaps.ghs", 1)
+            for s in ("0001", "0002", "0003") for t in ("00-nm", "01-nm", "01-bg", "02-zz")]
+    kept = select_rows(rows, SUSTECH1K, ["0001", "0003"], "store")
+    assert {r.subject for r in kept} == {"0001", "0003"}
+    assert sorted({r.condition for r in kept}) == ["00-nm", "01-bg", "01-nm", "02-zz"]  # 02-zz: Overall probe
+    assert "CL (0 probes" in caplog.text and "798 of 800" not in caplog.text  # only 2 subjects were asked for
+    with pytest.raises(ValueError, match="no sustech1k probe set"):
+        select_rows([r for r in rows if r.condition != "00-nm"], SUSTECH1K, None, "store")
