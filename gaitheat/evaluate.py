@@ -316,6 +316,7 @@ def evaluate_embeddings(
                                              probes, gallery, metric)
         sets[probe_set.name]["description"] = probe_set.description
     return {"protocol": protocol.name, "reference": protocol.reference, "distance": metric, "views": view_list,
+            "num_sequences": len(subjects_a), "num_subjects": len(set(subjects_a.tolist())),
             "exclude_identical_view": protocol.exclude_identical_view, "ranks": list(protocol.ranks),
             "sets": sets, "headline": headline(protocol, sets)}
 

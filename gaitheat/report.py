@@ -49,8 +49,8 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[tuple[str, li
     if protocol == "sustech1k":
         cols = [n for n in names if n != "Overall"]
         head = results["headline"]
-        return [*cols, "R-1", "R-5"], [(f"Rank-1, {view_rule}", [sets[c]["rank1"] for c in cols]
-                                        + [head.get("R-1"), head.get("R-5")])]
+        label = f"Rank-1 (Overall: R-1, R-5), {view_rule}"
+        return [*cols, "R-1", "R-5"], [(label, [sets[c]["rank1"] for c in cols] + [head.get("R-1"), head.get("R-5")])]
     cols = list(names) + (["Mean"] if "Mean" in results["headline"] else [])
     rows: list[tuple[str, list[Any]]] = [
         (f"Gait R-1, {view_rule}" + (" (headline)" if protocol == "ccpg" else ""),
@@ -88,13 +88,21 @@ def format_results(results: dict[str, Any], per_view: bool = True) -> str:
 
 
 def summary_numbers(results: dict[str, Any]) -> dict[str, float]:
-    """Flat ``label -> value`` view of a run, for side-by-side comparison."""
-    cols, rows = summary_rows(results)
-    out = {}
-    for label, values in rows:
-        for col, value in zip(cols, values, strict=False):
-            out[f"{col:<8} {label}"] = float("nan") if value is None else float(value)
-    return out
+    """Flat ``label -> value`` view of a run (every labelled number), for side-by-side comparison."""
+    rule = "excl. identical views" if results.get("exclude_identical_view", True) else "all view pairs"
+    out: dict[str, float] = {}
+    for name, s in results["sets"].items():
+        out[f"{name} gait R-1, {rule}"] = s["rank1"]
+        if "rank5" in s:
+            out[f"{name} gait R-5, {rule}"] = s["rank5"]
+        if results["protocol"] in ("ccpg", "custom"):
+            out[f"{name} gait R-1, incl. identical views"] = s["rank1_incl_identical"]
+        for key in ("rank1", "mAP", "mINP"):
+            if key in s.get("reid", {}):
+                out[f"{name} re-ID {key.replace('rank1', 'R-1')}"] = s["reid"][key]
+    if "Mean" in results["headline"]:
+        out["Mean R-1 (NM, BG, CL)"] = results["headline"]["Mean"]
+    return {k: float("nan") if v is None else float(v) for k, v in out.items()}
 
 
 def format_compare(a: dict[str, Any], b: dict[str, Any], names: Sequence[str] = ("A", "B")) -> str:
@@ -221,6 +229,7 @@ def plot_view_matrices(results: dict[str, Any], path: str | Path) -> Path:
 def plot_cmc(results: dict[str, Any], path: str | Path) -> Path:
     """PNG of the CMC curves: gait-style (solid) and, where computed, re-ID style (dashed)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
@@ -234,7 +243,7 @@ def plot_cmc(results: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.set_ylim(0, 101)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(f"{TITLES.get(results['protocol'], results['protocol'])} CMC")
