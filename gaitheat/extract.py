@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ class ExtractConfig:
         flip_test: average with the mirrored crop's heatmaps (``onnx`` only, as mmpose's test config).
         detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
         boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
-        detect_every: run the BlazePose detector every this many processed frames while people are followed.
+        detect_every: run the BlazePose detector every this many processed frames while people are followed
+            (for single-subject dataset videos with ``main_track_only``: only when nobody is followed).
         detect_score: detector probability threshold.
         tiles: detector tiling: ``auto``, ``always`` or ``never``.
         tile_size: tile side in source pixels.
@@ -219,7 +220,7 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
                          boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
     from gaitheat.track import PersonTracker
-    from gaitheat.video import decode_frames, probe_source
+    from gaitheat.video import decode_frames, prefetch, probe_source
 
     cfg = cfg or ExtractConfig()
     source = Path(source)
@@ -231,10 +232,11 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     tracks: dict[int, _Track] = {}
     carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
     frames = person_frames = 0
-    stop = cfg.max_frames
-    for step, frame in enumerate(decode_frames(source, 0, stop, cfg.frame_stride)):
+    # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
+    periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
+    for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
         frames += 1
-        run_detector = boxes.every_frame or step % cfg.detect_every == 0 or len(carried) == 0
+        run_detector = boxes.every_frame or len(carried) == 0 or (periodic and step % cfg.detect_every == 0)
         detected = boxes(frame.rgb, frame.index) if run_detector else np.zeros((0, 5), np.float32)
         found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
         person_frames += len(found["boxes"])
@@ -341,7 +343,7 @@ def _finish_tracks(report: VideoReport, tracks: dict[int, _Track], source: Path,
 DONE_DIR = ".extract-done"  # per-input done markers, under the store root (no .ghs inside)
 
 
-def discover_inputs(paths: list[str | Path]) -> list[Path]:
+def discover_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Expand INPUT arguments into sources: videos, images, frame folders (searched recursively), sorted.
 
     A folder with images directly inside is one frame-folder source; otherwise its tree is searched
@@ -356,7 +358,9 @@ def discover_inputs(paths: list[str | Path]) -> list[Path]:
             found.append(path)
             continue
         for folder, dirs, files in os.walk(path):
-            dirs.sort()
+            # Hidden entries are temporaries of atomic writers (``.x.tmp-*.avi``) or our done markers.
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files = [f for f in files if not f.startswith(".")]
             here = Path(folder)
             if files and frame_files(here):
                 found.append(here)
@@ -408,7 +412,16 @@ def _worker_init(cfg: ExtractConfig) -> None:
 
 
 def _process_input(source: Path, root: Path) -> dict[str, Any]:
-    """Extract one source into the store; returns its summary record (never raises for bad input)."""
+    return extract_one_to_store(source, root, _WORKER["cfg"], pose=_WORKER["pose"])
+
+
+def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: Any = None,
+                         boxes: Any = None) -> dict[str, Any]:
+    """Extract one source into the store and mark it done; returns its summary record.
+
+    Bad input never raises: the record gets ``status="failed"`` and an ``error`` naming the file.
+    ``pose`` / ``boxes`` are passed to :func:`extract_video_report` (built from ``cfg`` when None).
+    """
     import json
 
     from gaitheat.atomic import atomic_write_text
@@ -416,10 +429,9 @@ def _process_input(source: Path, root: Path) -> dict[str, Any]:
     from gaitheat.storage import StoreError, write_sequence
     from gaitheat.video import VideoError
 
-    cfg: ExtractConfig = _WORKER["cfg"]
     record: dict[str, Any] = {"source": str(source), "status": "failed"}
     try:
-        report = extract_video_report(source, cfg, pose=_WORKER["pose"])
+        report = extract_video_report(source, cfg, pose=pose, boxes=boxes)
     except (VideoError, BoxesFileError, OSError, ValueError) as exc:
         record["error"] = str(exc)
         return record
@@ -461,7 +473,7 @@ def _finished(root: Path, source: Path, cfg: ExtractConfig) -> dict[str, Any] | 
     return {**data, "status": "skipped"}
 
 
-def extract_to_store(inputs: list[str | Path], out_root: str | Path, cfg: ExtractConfig | None = None,
+def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: ExtractConfig | None = None,
                      workers: int = 1, shard: tuple[int, int] = (0, 1), progress: bool = False) -> dict[str, Any]:
     """Extract many sources into the store at ``out_root``, resumably.
 
@@ -480,6 +492,7 @@ def extract_to_store(inputs: list[str | Path], out_root: str | Path, cfg: Extrac
         summary dict: counts (videos, done, skipped, failed, tracks, frames kept/dropped) and per-input records.
     """
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -508,7 +521,12 @@ def extract_to_store(inputs: list[str | Path], out_root: str | Path, cfg: Extrac
                                  initargs=(cfg,)) as pool:
             futures = {source: pool.submit(_process_input, source, root) for source in todo}
             for source, future in futures.items():
-                records[source] = future.result()
+                try:
+                    records[source] = future.result()
+                except BrokenProcessPool as exc:
+                    # A worker died (killed, out of memory, crashed in native code): report, don't mark done.
+                    records[source] = {"source": str(source), "status": "failed",
+                                       "error": f"{source}: worker process died ({exc}); rerun to retry"}
                 bar.update()
     bar.close()
     ordered = [records[s] for s in sources]

@@ -49,7 +49,8 @@ class SourceInfo:
 
 def frame_files(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, in natural (name) order."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def source_kind(path: Path) -> str:
@@ -163,3 +164,50 @@ def _decode_video(path: Path, start: int, stop: int | None, stride: int) -> Iter
             raise VideoError(path, f"no decodable frames from frame {start} (empty, truncated or corrupt video)")
     finally:
         capture.release()
+
+
+def prefetch(frames: Iterator[Frame], depth: int = 4) -> Iterator[Frame]:
+    """Decode ahead in a background thread (OpenCV releases the GIL), so decoding overlaps the pose model.
+
+    Exceptions raised while decoding (e.g. :class:`VideoError`) are re-raised here, in order. Closing
+    the returned generator early stops the thread.
+    """
+    import queue
+    import threading
+
+    buffer: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for frame in frames:
+                if not put(("frame", frame)):
+                    return
+            put(("end", None))
+        except Exception as exc:  # not swallowed: the consumer re-raises it unchanged
+            put(("error", exc))
+
+    thread = threading.Thread(target=work, name="decode-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, payload = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(payload, BaseException)
+                raise payload
+            assert isinstance(payload, Frame)
+            yield payload
+    finally:
+        stop.set()
+        thread.join()

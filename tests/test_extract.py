@@ -41,7 +41,7 @@ def write_clip(src: Path, out: Path, start: int, frames: int) -> Path:
         ok, frame = capture.read()
         assert ok, f"{src} ended early"
         if writer is None:
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
         writer.write(frame)
     capture.release()
     assert writer is not None
@@ -50,7 +50,7 @@ def write_clip(src: Path, out: Path, start: int, frames: int) -> Path:
 
 
 def write_nobody(out: Path, frames: int = 12) -> Path:
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
     for i in range(frames):
         writer.write(np.full((240, 320, 3), 60 + 3 * i, np.uint8))
     writer.release()
@@ -101,6 +101,7 @@ def test_discover_and_shard(tmp_path: Path) -> None:
     for i in range(3):
         (tmp_path / "001" / "nm-01" / "090" / f"{i:03d}.png").write_bytes(b"")
     (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / ".c.tmp-1.avi").write_bytes(b"")  # a writer's temporary: ignored
     for name in ("b.avi", "a.mp4", "notes.txt"):
         (tmp_path / "videos" / name).write_bytes(b"")
     found = discover_inputs([tmp_path])

@@ -28,7 +28,7 @@ def _sequence(tmp_path: Path, source: str) -> Path:
 
 def test_png_and_gif_with_source(tmp_path: Path) -> None:
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (160, 120))
     for i in range(10):
         writer.write(np.full((120, 160, 3), 20 * i, np.uint8))
     writer.release()

@@ -60,3 +60,16 @@ def test_missing_and_empty_folder(tmp_path: Path) -> None:
         probe_source(tmp_path / "nope.avi")
     with pytest.raises(VideoError, match="no frame images"):
         probe_source(tmp_path)
+
+
+def test_prefetch_keeps_order_reraises_errors_and_stops_early(media_dir: Path, tmp_path: Path) -> None:
+    from gaitheat.video import prefetch
+
+    direct = [f.index for f in decode_frames(media_dir / "vtest.avi", 0, 10)]
+    assert [f.index for f in prefetch(decode_frames(media_dir / "vtest.avi", 0, 10), depth=2)] == direct
+    early = prefetch(decode_frames(media_dir / "vtest.avi", 0, 100), depth=2)
+    assert next(early).index == 0
+    early.close()  # must not hang on the blocked decoder thread
+    (tmp_path / "empty.avi").write_bytes(b"")
+    with pytest.raises(VideoError, match="empty file"):
+        list(prefetch(decode_frames(tmp_path / "empty.avi")))

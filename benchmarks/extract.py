@@ -1,0 +1,140 @@
+"""Extraction throughput: real multi-person video (vtest.avi) and a single-person clip, decode to files.
+
+For each clip it prints person-frames per second end to end (decode, detect, crop, pose, track,
+filter, write ``.ghs`` files), the pose model's invoke time alone in the same run (and the detector's),
+the overhead ratio ``end_to_end / pose_invoke - 1`` (goal <= 0.30), and the speed-up of
+``--workers 2`` over 1 on four vtest clips (goal >= 1.7x). The single-person clip is a synthetic
+walker from :mod:`gaitheat.synth` (no real single-walker video installs offline).
+
+    .venv/bin/python benchmarks/extract.py [--frames 100] [--json]
+
+With ``--json`` the last line is one JSON object with keys ``person_frames_per_s``,
+``overhead_ratio``, ``two_worker_speedup``, ``vtest_tracks`` (vtest values) plus the single-person
+clip's values and the raw timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("GAITHEAT_TEST_DATA", REPO / ".cache/opencv-doc/usr/share/doc/opencv-doc/examples/data"))
+
+
+def write_clip(src: Path, out: Path, start: int, frames: int) -> Path:
+    """Copy frames ``[start, start + frames)`` of a video into an MJPG AVI."""
+    import cv2
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    capture = cv2.VideoCapture(str(src))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    writer = None
+    for _ in range(frames):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+    capture.release()
+    if writer is None:
+        raise SystemExit(f"{src}: no frames")
+    writer.release()
+    return out
+
+
+def single_person_clip(out: Path, frames: int) -> Path:
+    from gaitheat.synth import render_sequence, subject_identity, write_video
+
+    rendered = render_sequence(subject_identity(0, "001", 0.3), "nm-01", "090", frames=frames, seed=1)
+    write_video(out, rendered.frames)
+    return out
+
+
+def measure(source: Path, root: Path) -> dict[str, float]:
+    """One end-to-end run into ``root`` with timers on both models."""
+    from gaitheat.detect import BlazePoseDetector
+    from gaitheat.extract import ExtractConfig, extract_one_to_store
+    from gaitheat.pose.blazepose import BlazePoseBackend
+
+    cfg = ExtractConfig()
+    pose = BlazePoseBackend()
+    detector = BlazePoseDetector(score_threshold=cfg.detect_score, tiles=cfg.tiles, tile_size=cfg.tile_size)
+    start = time.perf_counter()
+    record = extract_one_to_store(source, root, cfg, pose=pose, boxes=detector)
+    wall = time.perf_counter() - start
+    if record["status"] != "done":
+        raise SystemExit(f"{source}: extraction failed: {record.get('error')}")
+    person_frames = record["person_frames"]
+    stored = [root / p for p in record["sequences"]]
+    from gaitheat.storage import SequenceFile
+
+    lengths = [SequenceFile(p).num_frames for p in stored]
+    return {
+        "frames": record["frames"], "person_frames": person_frames, "wall_s": wall,
+        "pose_invoke_s": pose.invoke_seconds, "detector_invoke_s": detector.invoke_seconds,
+        "person_frames_per_s": person_frames / wall, "overhead_ratio": wall / pose.invoke_seconds - 1,
+        "tracks_20": sum(n >= 20 for n in lengths), "sequences": len(stored),
+    }
+
+
+def worker_speedup(clips: list[Path], work: Path) -> tuple[float, float]:
+    """Wall time of extract_to_store on ``clips`` with 1 and with 2 workers (model loading included)."""
+    from gaitheat.extract import ExtractConfig, extract_to_store
+
+    times = []
+    for workers in (1, 2):
+        start = time.perf_counter()
+        summary = extract_to_store(clips, work / f"w{workers}", ExtractConfig(), workers=workers)
+        times.append(time.perf_counter() - start)
+        if summary["failed"]:
+            raise SystemExit(f"worker run failed: {summary['failures']}")
+    return times[0], times[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100, help="vtest.avi frames for the throughput run")
+    parser.add_argument("--single-frames", type=int, default=60, help="frames of the single-person clip")
+    parser.add_argument("--worker-clips", type=int, default=4, help="vtest clips for the worker speed-up")
+    parser.add_argument("--worker-frames", type=int, default=40, help="frames per worker clip")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    if not (DATA / "vtest.avi").is_file():
+        raise SystemExit(f"vtest.avi not found in {DATA} (set GAITHEAT_TEST_DATA)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        vtest = write_clip(DATA / "vtest.avi", work / "vtest.avi", 0, args.frames)
+        single = single_person_clip(work / "single" / "001-nm-01-090.avi", args.single_frames)
+        rows = {"vtest": measure(vtest, work / "store-vtest"), "single": measure(single, work / "store-single")}
+        clips = [write_clip(DATA / "vtest.avi", work / "clips" / f"clip{i}.avi", i * 150, args.worker_frames)
+                 for i in range(args.worker_clips)]
+        one, two = worker_speedup(clips, work)
+    print(f"{'clip':8} {'frames':>6} {'person-fr':>9} {'wall s':>7} {'pose inv s':>10} {'det inv s':>9} "
+          f"{'pf/s':>6} {'overhead':>8} {'tracks>=20':>10}")
+    for name, r in rows.items():
+        print(f"{name:8} {r['frames']:>6} {r['person_frames']:>9} {r['wall_s']:>7.2f} {r['pose_invoke_s']:>10.2f} "
+              f"{r['detector_invoke_s']:>9.2f} {r['person_frames_per_s']:>6.1f} {r['overhead_ratio']:>8.2f} "
+              f"{r['tracks_20']:>10}")
+    print(f"workers: 1 -> {one:.2f} s, 2 -> {two:.2f} s on {args.worker_clips} x {args.worker_frames}-frame clips; "
+          f"speed-up {one / two:.2f}x (cores: {os.cpu_count()})")
+    if args.json:
+        v, s = rows["vtest"], rows["single"]
+        print(json.dumps({
+            "person_frames_per_s": round(v["person_frames_per_s"], 3), "overhead_ratio": round(v["overhead_ratio"], 4),
+            "two_worker_speedup": round(one / two, 4), "vtest_tracks": v["tracks_20"],
+            "single_person_frames_per_s": round(s["person_frames_per_s"], 3),
+            "single_overhead_ratio": round(s["overhead_ratio"], 4),
+            "runs": rows, "workers_wall_s": {"1": one, "2": two},
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
