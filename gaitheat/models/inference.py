@@ -1,0 +1,69 @@
+"""Inference-only rewrites of a trained GaitHeat: folded BatchNorm, channels-last weights.
+
+Both are exact up to float rounding. :func:`optimise_for_inference` returns a new model and leaves
+the trained one untouched (a folded model has no BatchNorm left to train).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from gaitheat.models.gaitheat import GaitHeat
+from gaitheat.models.resnet9 import BasicBlock, Stem
+
+
+def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> None:
+    conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+    if isinstance(bn, nn.BatchNorm2d):
+        setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(owner, bn_name, nn.Identity())
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d of the ResNet9 stages into the conv before it, in place.
+
+    BN in eval mode is an affine map per channel, so conv + BN = one conv with scaled weights and a
+    bias: one pass over each activation map fewer. The model must be in eval mode.
+
+    Returns:
+        the same model, for chaining.
+    """
+    if model.training:
+        raise ValueError("fold_batchnorm needs a model in eval mode (BatchNorm uses running statistics)")
+    for m in model.modules():
+        if isinstance(m, Stem):
+            _fold_pair(m, "conv", "bn")
+        elif isinstance(m, BasicBlock):
+            _fold_pair(m, "conv1", "bn1")
+            _fold_pair(m, "conv2", "bn2")
+            ds = m.downsample
+            if isinstance(ds, nn.Sequential) and len(ds) == 2:
+                conv, bn = ds[0], ds[1]
+                assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+                m.downsample = nn.Sequential(fuse_conv_bn_eval(conv, bn))
+    return model
+
+
+def optimise_for_inference(model: GaitHeat, *, fold_bn: bool = True, channels_last: bool = True) -> GaitHeat:
+    """A copy of ``model`` for embedding only: eval mode, BN folded, channels-last, no gradients.
+
+    Args:
+        model: a trained GaitHeat (not modified).
+        fold_bn: fold BatchNorm into the convs.
+        channels_last: store conv weights channels-last (NHWC), which oneDNN and cuDNN run with
+            fewer layout conversions.
+    Returns:
+        the optimised copy; call its ``embed`` under ``torch.inference_mode()``.
+    """
+    fast = copy.deepcopy(model).eval()
+    if fold_bn:
+        fold_batchnorm(fast)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast
