@@ -313,8 +313,8 @@ def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, dist
             toc = time.perf_counter()
             rate = frames_per_step / max(toc - tic, 1e-9)
             tic = toc
-            bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", frames_s=f"{rate:.0f}", refresh=False)
+            bar.update(1)
             if state.step % tc.log_every == 0 or state.step == tc.steps:
                 _log_scalars(writer, state, terms, rate)
             if state.step % tc.checkpoint_every == 0 or state.step == tc.steps:

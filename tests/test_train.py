@@ -104,6 +104,21 @@ def test_resume_in_process_matches_uninterrupted(store: Path, tmp_path: Path) ->
     assert_same_weights(straight, resumed)
 
 
+def test_eval_hook_runs_in_eval_mode_without_shifting_the_rng(store: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, bool]] = []
+
+    def hook(model: torch.nn.Module, step: int) -> dict[str, float]:
+        calls.append((step, model.training))
+        torch.rand(1000)  # an evaluation that draws random numbers must not change training
+        return {"rank1": 0.5}
+
+    with_eval = train(tiny_config(store, tmp_path / "e", "train.steps=3", "train.eval_every=2", "data.workers=0"),
+                      device="cpu", eval_fn=hook)
+    without = train(tiny_config(store, tmp_path / "n", "train.steps=3", "data.workers=0"), device="cpu")
+    assert calls == [(2, False)]
+    assert_same_weights(with_eval, without)
+
+
 def test_num_classes_mismatch_and_model_change_are_errors(store: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_classes=74"):
         train(tiny_config(store, tmp_path / "x", "data.num_classes=74"), device="cpu")
