@@ -406,8 +406,13 @@ def _target(root: Path, source: Path, track: TrackSequence, named: bool) -> Path
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: ExtractConfig) -> None:
+def _worker_init(cfg: ExtractConfig, pooled: bool = False) -> None:
     # One pose model per process, loaded once and re-used for every video it handles.
+    if pooled:
+        import cv2
+
+        # Processes are the parallelism; OpenCV's own thread pool per process would oversubscribe the cores.
+        cv2.setNumThreads(1)
     _WORKER["cfg"], _WORKER["pose"] = cfg, build_pose(cfg)
 
 
@@ -518,7 +523,7 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
     else:
         # spawn, not fork: LiteRT's thread pools do not survive a fork.
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(cfg,)) as pool:
+                                 initargs=(cfg, True)) as pool:
             futures = {source: pool.submit(_process_input, source, root) for source in todo}
             for source, future in futures.items():
                 try:

@@ -196,3 +196,39 @@ def test_kill_during_extract_then_rerun_equals_one_clean_run(clips: list[Path], 
     clean = tmp_path / "clean"
     assert subprocess.run([*command, "--out", str(clean)], env=env, cwd=REPO).returncode == 0
     assert store_files(killed) == store_files(clean) and len(store_files(clean)) == len(clips)
+
+
+@pytest.mark.slow
+def test_workers_and_shards_give_the_same_store(clips: list[Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    cfg = load_config(ExtractConfig, None, FAST)
+    pooled = extract_to_store(clips[:2], tmp_path / "pooled", cfg, workers=2)
+    assert pooled["done"] == 2
+    for shard in ((0, 2), (1, 2)):
+        part = extract_to_store(clips[:2], tmp_path / "sharded", cfg, shard=shard)
+        assert (part["videos"], part["done"]) == (1, 1)
+    assert store_files(tmp_path / "pooled") == store_files(tmp_path / "sharded")
+
+
+@pytest.mark.slow
+def test_background_subtraction_and_boxes_file_sources(media_dir: Path, tmp_path: Path) -> None:
+    from gaitheat.detect import BackgroundSubtractionDetector, BoxesFile
+    from gaitheat.extract import extract_video
+    from gaitheat.video import decode_frames
+
+    mog2 = BackgroundSubtractionDetector()
+    found = [mog2(f.rgb, f.index) for f in decode_frames(media_dir / "vtest.avi", 0, 30)]
+    assert found[0].shape == (0, 5)  # still learning the background
+    last = found[-1]
+    heights = last[:, 3] - last[:, 1]
+    assert len(last) >= 2 and np.all(heights >= 40) and np.all(heights < 300)
+    # A boxes file from "another detector": MOG2's boxes, written as JSON, drive the extraction.
+    boxes = {str(i): b[:, :4].tolist() for i, b in enumerate(found) if len(b)}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    clip = write_clip(media_dir / "vtest.avi", tmp_path / "clip.avi", 0, 30)
+    cfg = load_config(ExtractConfig, None, ["min_frames=10", f"boxes_file={tmp_path / 'boxes.json'}",
+                                            "detector=boxes"])
+    tracks = extract_video(clip, cfg)
+    assert len(tracks) >= 1 and all(t.sequence.meta.extra["detector"] == "boxes" for t in tracks)
+    assert isinstance(BoxesFile(tmp_path / "boxes.json")(found[-1], 29), np.ndarray)
