@@ -221,8 +221,8 @@ def embed_store(
         torch.utils.data.Subset(dataset, mine.tolist()), batch_size=batch_size, shuffle=False,
         num_workers=workers, collate_fn=collate_padded,
     )
-    bar = tqdm(total=len(mine), desc=f"embed (rank {rank})" if world_size > 1 else "embed", unit="seq",
-               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(mine), desc=f"embed (rank 0 of {world_size})" if world_size > 1 else "embed", unit="seq",
+               file=sys.stderr, disable=not progress or rank != 0, dynamic_ncols=True)
     parts, order = [], []
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,3 +277,28 @@ def test_select_rows_keeps_test_subjects_and_tolerates_partial_sets(caplog: pyte
     assert "CL (0 probes" in caplog.text and "798 of 800" not in caplog.text  # only 2 subjects were asked for
     with pytest.raises(ValueError, match="no sustech1k probe set"):
         select_rows([r for r in rows if r.condition != "00-nm"], SUSTECH1K, None, "store")
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_gives_the_single_process_results(trained_checkpoint: Path, casia_store: Path,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    import subprocess
+    import sys
+
+    args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(casia_store), "--protocol",
+            "casia-b", "--device", "cpu", "--no-progress"]
+    code, _, err = _run_cli([*args, "--out", str(tmp_path / "one")], capsys)
+    assert code == 0, err
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(_free_port()), "-m", "gaitheat", *args, "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Gait R-1") == 1  # only rank 0 reports
+    one, two = (json.loads((tmp_path / d / f"{trained_checkpoint.stem}.casia-b.json").read_text())
+                for d in ("one", "two"))
+    assert two["num_sequences"] == one["num_sequences"] == 90
+    for name in ("NM", "BG", "CL"):
+        np.testing.assert_allclose(two["sets"][name]["matrix"]["rank1"], one["sets"][name]["matrix"]["rank1"])
+        np.testing.assert_allclose(two["sets"][name]["cmc"], one["sets"][name]["cmc"])
