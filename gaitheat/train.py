@@ -197,7 +197,8 @@ def make_loader(dataset: Any, dc: DataConfig, seed: int, dist: distributed.DistI
 
 def _resume(path: Path, state: TrainState, cfg: ExperimentConfig, subjects: list[str],
             dist: distributed.DistInfo) -> None:
-    payload = read_checkpoint(path, dist.device)
+    # on the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to the model's device
+    payload = read_checkpoint(path, "cpu")
     _check_resume(payload, cfg, subjects, path)
     restore_state(payload, state, dist.rank)
     ranks = len(payload.get("rng") or [])
