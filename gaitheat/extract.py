@@ -195,6 +195,35 @@ class _Track:
     image_keypoints: list[np.ndarray] = field(default_factory=list)
     presence: list[float] = field(default_factory=list)
 
+    def add(self, frame_index: int, found: dict[str, np.ndarray], row: int) -> None:
+        """Append row ``row`` of one frame's :func:`_estimate_people` output."""
+        self.frames.append(frame_index)
+        self.heatmaps.append(found["heatmaps"][row])
+        self.keypoints.append(found["keypoints"][row])
+        self.boxes.append(found["crop_boxes"][row])
+        self.image_keypoints.append(found["image_keypoints"][row])
+        self.presence.append(float(found["presence"][row]))
+
+
+def _claim_first_frame(track: _Track, pending: list[tuple[int, dict[str, np.ndarray], int]],
+                       box: np.ndarray, min_iou: float = 0.3) -> None:
+    """Give a new track the previous frame's unnamed pose it grew from.
+
+    ByteTrack names a track only at its second matched frame and returns -1 for the first, which
+    would cost every sequence its first frame. The tracker matched the two boxes already; this only
+    recovers that first pose: the unnamed one of the previous frame overlapping ``box`` most.
+    """
+    from gaitheat.detect import iou_matrix
+
+    if not pending:
+        return
+    previous = np.stack([found["boxes"][row] for _, found, row in pending])
+    overlap = iou_matrix(box[None], previous)[0]
+    best = int(overlap.argmax())
+    if overlap[best] >= min_iou:
+        frame_index, found, row = pending.pop(best)
+        track.add(frame_index, found, row)
+
 
 # ------------------------------------------------------------------------------------ one video
 
@@ -231,6 +260,7 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     tracker = PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds)
     tracks: dict[int, _Track] = {}
     carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
+    pending: list[tuple[int, dict[str, np.ndarray], int]] = []  # previous frame's people without a track id
     frames = person_frames = 0
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
@@ -240,19 +270,16 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
         detected = boxes(frame.rgb, frame.index) if run_detector else np.zeros((0, 5), np.float32)
         found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
         person_frames += len(found["boxes"])
-        # A still image has nobody to follow: each person is its own one-frame track. (In video,
-        # trackers names a track from its second frame on, so each track loses its first frame.)
+        # A still image has nobody to follow: each person is its own one-frame track.
         ids = np.arange(len(found["boxes"])) if info.kind == "image" else tracker.update(found["boxes"])
         for row, track_id in enumerate(ids.tolist()):
             if track_id < 0:
                 continue
-            t = tracks.setdefault(track_id, _Track())
-            t.frames.append(frame.index)
-            t.heatmaps.append(found["heatmaps"][row])
-            t.keypoints.append(found["keypoints"][row])
-            t.boxes.append(found["crop_boxes"][row])
-            t.image_keypoints.append(found["image_keypoints"][row])
-            t.presence.append(float(found["presence"][row]))
+            if track_id not in tracks:
+                tracks[track_id] = _Track()
+                _claim_first_frame(tracks[track_id], pending, found["boxes"][row])
+            tracks[track_id].add(frame.index, found, row)
+        pending = [(frame.index, found, row) for row, track_id in enumerate(ids.tolist()) if track_id < 0]
         carried = found["boxes"]
         if on_frame is not None:
             on_frame(frame.index)
