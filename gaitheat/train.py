@@ -258,8 +258,7 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     if dist.distributed:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         state.model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=ids)
-    extra = {"num_classes": len(subjects), "subjects": subjects,
-             "sampler": {"seed": tc.seed, "p": dc.batch_p, "k": dc.batch_k}}
+    extra = {"num_classes": len(subjects), "subjects": subjects, "sampler": loader.batch_sampler.state_dict()}
     config = to_dict(cfg)
     _loop(state, iter(loader), cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
           eval_fn if eval_fn is not None else _default_eval(cfg))
