@@ -161,12 +161,16 @@ def prune_checkpoints(out: str | Path, keep_last: int) -> None:
 
 
 def find_resume(out: str | Path) -> Path | None:
-    """``OUT/checkpoints/last.pt`` when it exists, else the newest step file, else None."""
-    last = checkpoint_dir(out) / LAST_NAME
-    if last.is_file():
-        return last
+    """The newest step file under ``OUT/checkpoints``, else ``last.pt``, else None.
+
+    The step file comes first because a kill between writing it and relinking ``last.pt`` leaves
+    ``last.pt`` one checkpoint behind (both are complete files: every write is atomic).
+    """
     found = list_checkpoints(out)
-    return found[-1][1] if found else None
+    if found:
+        return found[-1][1]
+    last = checkpoint_dir(out) / LAST_NAME
+    return last if last.is_file() else None
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

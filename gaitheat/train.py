@@ -5,7 +5,7 @@ on CUDA; :mod:`gaitheat.distributed`). It is iteration-based (spec §4.2): SGD 0
 parameters, MultiStepLR stepped per iteration (skipped when AMP skipped the optimiser step), fp16
 autocast with a GradScaler on CUDA or optional bf16 autocast, through one code path with ``enabled=``
 flags. Rank 0 logs (tqdm, TensorBoard) and writes checkpoints (:mod:`gaitheat.checkpoint`); a run
-resumes bit-exactly from ``OUT/checkpoints/last.pt``.
+resumes bit-exactly from the newest checkpoint in ``OUT/checkpoints``.
 
 Losses (spec §4.1): per branch (part, global, fusion) a batch-all triplet loss on the pre-BNNeck
 embeddings and a cosine cross-entropy on the logits. Under DDP the step gathers the embeddings and
@@ -216,7 +216,7 @@ def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Pat
     Args:
         cfg: the experiment (data, model, train sections are used).
         device: ``"cpu"`` / ``"cuda"`` / None (CUDA when available).
-        resume: a checkpoint to continue from; None resumes from ``OUT/checkpoints/last.pt`` when it exists.
+        resume: a checkpoint to continue from; None: the newest in ``OUT/checkpoints``, if any.
         eval_fn: periodic evaluation every ``cfg.train.eval_every`` steps (rank 0); None uses
             ``gaitheat.evaluate.make_train_eval(cfg)`` when that module is available.
     Raises:

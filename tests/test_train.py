@@ -94,7 +94,7 @@ def test_train_writes_checkpoints_and_loads_model(store: Path, tmp_path: Path) -
         emb = model(torch.rand(1, 5, 17, 64, 48)).embedding
     assert tuple(emb.shape) == (1, 16, 4)
     # already done: a second call resumes, trains nothing and returns the final checkpoint
-    assert train(cfg, device="cpu") == last
+    assert train(cfg, device="cpu") == final
 
 
 def test_resume_in_process_matches_uninterrupted(store: Path, tmp_path: Path) -> None:

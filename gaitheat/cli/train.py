@@ -1,8 +1,9 @@
 """`gaitheat train CONFIG [--set k=v ...] [--data-root ROOT] [--out DIR] [--resume [CKPT]]`.
 
 Works alike on CPU, one GPU and under ``torchrun --nproc-per-node N -m gaitheat train CONFIG``.
-Without ``--resume`` a run continues automatically from ``OUT/checkpoints/last.pt`` when it exists
-(so a restarted torchrun job picks up where it stopped); ``--resume`` insists on a checkpoint.
+Without ``--resume`` a run continues automatically from the newest checkpoint in ``OUT/checkpoints``
+when there is one (so a restarted torchrun job picks up where it stopped); ``--resume`` insists on a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="heatmap store root (sets data.root)")
     parser.add_argument("--out", help="run folder for checkpoints and TensorBoard (sets train.out)")
     parser.add_argument("--resume", nargs="?", const="last", default=None, metavar="CKPT",
-                        help="continue from CKPT, or from OUT/checkpoints/last.pt when no CKPT is given")
+                        help="continue from CKPT, or from the newest checkpoint in OUT/checkpoints")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when available")
 
 
