@@ -199,3 +199,19 @@ def test_fp16_training_on_cuda(store: Path, tmp_path: Path) -> None:
     assert all(t.device.type == "cpu" for t in payload["model"].values())
     model, _, info = load_model(final, map_location="cuda")
     assert next(model.parameters()).is_cuda and info["step"] == 2
+
+
+def test_find_resume_prefers_the_newest_complete_step_file(tmp_path: Path) -> None:
+    from gaitheat.checkpoint import find_resume, prune_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    assert find_resume(tmp_path) is None
+    folder.mkdir()
+    (folder / "last.pt").write_bytes(b"2")
+    assert find_resume(tmp_path) == folder / "last.pt"
+    for step in (2, 4, 6):
+        (folder / f"step-{step:07d}.pt").write_bytes(b"x")
+    (folder / ".step-0000008.pt.tmp-abc").write_bytes(b"partial")  # a killed writer's leftover
+    assert find_resume(tmp_path) == folder / "step-0000006.pt"  # last.pt lags after a kill mid-save
+    prune_checkpoints(tmp_path, keep_last=2)
+    assert sorted(p.name for p in folder.glob("step-*.pt")) == ["step-0000004.pt", "step-0000006.pt"]
