@@ -41,7 +41,7 @@ def test_tree_layout_video_and_ground_truth(tmp_path: Path) -> None:
 
     counts = write_dataset(tmp_path, ["007"], ["cl-02"], ["036"], frames=8, seed=1, progress=False)
     assert counts == {"written": 1, "skipped": 0}
-    video, gt_path = sequence_paths(tmp_path, "007", "cl-02", "036")
+    video, _ = sequence_paths(tmp_path, "007", "cl-02", "036")
     assert video == tmp_path / "007" / "cl-02" / "036" / "007-cl-02-036.avi"
     cap = cv2.VideoCapture(str(video))
     frames = []
