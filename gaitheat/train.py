@@ -241,6 +241,8 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     model = build_model(cfg.model, len(subjects)).to(dist.device)
     if dist.distributed and dist.device.type == "cuda" and tc.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    elif dist.distributed and tc.sync_bn and dist.is_main:
+        log.info("SyncBN is CUDA-only: BatchNorm statistics stay per rank on %s", dist.device)
     state = build_state(model, tc, amp)
     # each rank draws its own PGHA skips; the initial weights above are shared (DDP broadcasts them anyway)
     seed_everything(tc.seed + 1000 * dist.rank + 1)
