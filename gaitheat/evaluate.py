@@ -13,7 +13,8 @@ Cross-domain testing (paper Table 3): a checkpoint trained on one dataset is eva
 test split and protocol. Only the retrieval embedding is used, so the classifier's size (the source's
 number of training subjects) never has to match the target; the model is built from the checkpoint's
 own config. PGHA's upright threshold γ is set to the *target* dataset's (5° CASIA-B and SUSTech1K,
-20° CCPG), since γ describes how upright the target's walkers are filmed (spec §7.2, inferred).
+20° CCPG), since γ describes how upright the target's walkers are filmed (spec §7.2, inferred); an
+explicit ``model.gamma_deg`` in the evaluation config overrides it (:func:`choose_gamma`).
 """
 
 from __future__ import annotations
@@ -356,6 +357,14 @@ def headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, f
     return cells
 
 
+def choose_gamma(protocol: Protocol, configured: float, trained: float) -> float:
+    """PGHA's γ at test: the target protocol's, unless the evaluation config changed the checkpoint's value.
+
+    So a CASIA-B checkpoint evaluated on CCPG uses 20°, and ``--set model.gamma_deg=12`` still wins.
+    """
+    return configured if configured != trained else protocol.gamma_deg
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     cfg: ExperimentConfig | None = None,
@@ -387,8 +396,9 @@ def evaluate_checkpoint(
         if not str(root) or not root.is_dir():
             raise ValueError(f"data root {str(root)!r} is not a folder (set --data-root or data.root)")
         protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
+        gamma = choose_gamma(protocol, cfg.model.gamma_deg, trained_cfg.model.gamma_deg)
         if isinstance(model, GaitHeat):
-            model.gamma_deg = protocol.gamma_deg  # the target's γ (module docstring)
+            model.gamma_deg = gamma
         partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
         subjects = evaluation_subjects(protocol, partition)
         rows = select_rows(load_manifest(root), protocol, subjects, root)
@@ -404,7 +414,7 @@ def evaluate_checkpoint(
     results.update({
         "checkpoint": str(checkpoint), "checkpoint_sha256": info["sha256"], "step": info["step"],
         "trained_on": trained_cfg.data.dataset, "num_classes": info["num_classes"], "data_root": str(root),
-        "partition": partition or protocol.partition or "all subjects", "gamma_deg": protocol.gamma_deg,
+        "partition": partition or protocol.partition or "all subjects", "gamma_deg": gamma,
         "num_sequences": len(rows), "num_subjects": len({r.subject for r in rows}),
         "frames_test_max": cfg.data.frames_test_max, "precision": cfg.eval.precision,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -214,6 +214,11 @@ def test_cross_domain_casia_b_checkpoint_on_ccpg(trained_checkpoint: Path, tmp_p
     results = json.loads((tmp_path / "reports" / f"{trained_checkpoint.stem}.ccpg.json").read_text())
     assert results["num_classes"] == 3 and results["num_subjects"] == 4  # source classifier, target ids
     assert results["views"] == ["1", "2"] and set(results["headline"]) == {"CL", "UP", "DN", "BG"}
+    # an explicit gamma in the evaluation config wins over the target's
+    code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
+                               "--protocol", "ccpg", "--set", "model.gamma_deg=12", "--out", str(tmp_path / "g"),
+                               "--no-progress"], capsys)
+    assert code == 0 and "gamma 12 deg" in out, err
 
 
 def test_cli_errors_name_the_problem(casia_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
