@@ -186,45 +186,6 @@ def build_pose(cfg: ExtractConfig):  # type: ignore[no-untyped-def]
     return build_pose_backend(cfg.pose, cfg.pose_model, **kwargs)
 
 
-@dataclass
-class _Track:
-    frames: list[int] = field(default_factory=list)
-    heatmaps: list[np.ndarray] = field(default_factory=list)
-    keypoints: list[np.ndarray] = field(default_factory=list)
-    boxes: list[np.ndarray] = field(default_factory=list)
-    image_keypoints: list[np.ndarray] = field(default_factory=list)
-    presence: list[float] = field(default_factory=list)
-
-    def add(self, frame_index: int, found: dict[str, np.ndarray], row: int) -> None:
-        """Append row ``row`` of one frame's :func:`_estimate_people` output."""
-        self.frames.append(frame_index)
-        self.heatmaps.append(found["heatmaps"][row])
-        self.keypoints.append(found["keypoints"][row])
-        self.boxes.append(found["crop_boxes"][row])
-        self.image_keypoints.append(found["image_keypoints"][row])
-        self.presence.append(float(found["presence"][row]))
-
-
-def _claim_first_frame(track: _Track, pending: list[tuple[int, dict[str, np.ndarray], int]],
-                       box: np.ndarray, min_iou: float = 0.3) -> None:
-    """Give a new track the previous frame's unnamed pose it grew from.
-
-    ByteTrack names a track only at its second matched frame and returns -1 for the first, which
-    would cost every sequence its first frame. The tracker matched the two boxes already; this only
-    recovers that first pose: the unnamed one of the previous frame overlapping ``box`` most.
-    """
-    from gaitheat.detect import iou_matrix
-
-    if not pending:
-        return
-    previous = np.stack([found["boxes"][row] for _, found, row in pending])
-    overlap = iou_matrix(box[None], previous)[0]
-    best = int(overlap.argmax())
-    if overlap[best] >= min_iou:
-        frame_index, found, row = pending.pop(best)
-        track.add(frame_index, found, row)
-
-
 # ------------------------------------------------------------------------------------ one video
 
 
@@ -248,7 +209,7 @@ def extract_video(source: str | Path, cfg: ExtractConfig | None = None, *, pose:
 def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *, pose: Any = None,
                          boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
-    from gaitheat.track import PersonTracker
+    from gaitheat.track import PersonTracker, TrackCollector
     from gaitheat.video import decode_frames, prefetch, probe_source
 
     cfg = cfg or ExtractConfig()
@@ -258,9 +219,8 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     boxes = boxes if boxes is not None else build_box_source(cfg)
     fps = info.fps / cfg.frame_stride if info.fps > 0 else 25.0
     tracker = PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds)
-    tracks: dict[int, _Track] = {}
+    tracks = TrackCollector()
     carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
-    pending: list[tuple[int, dict[str, np.ndarray], int]] = []  # previous frame's people without a track id
     frames = person_frames = 0
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
@@ -272,14 +232,7 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
         person_frames += len(found["boxes"])
         # A still image has nobody to follow: each person is its own one-frame track.
         ids = np.arange(len(found["boxes"])) if info.kind == "image" else tracker.update(found["boxes"])
-        for row, track_id in enumerate(ids.tolist()):
-            if track_id < 0:
-                continue
-            if track_id not in tracks:
-                tracks[track_id] = _Track()
-                _claim_first_frame(tracks[track_id], pending, found["boxes"][row])
-            tracks[track_id].add(frame.index, found, row)
-        pending = [(frame.index, found, row) for row, track_id in enumerate(ids.tolist()) if track_id < 0]
+        tracks.add_frame(frame.index, found, ids)
         carried = found["boxes"]
         if on_frame is not None:
             on_frame(frame.index)
@@ -325,19 +278,17 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray,
             "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel]}
 
 
-def _finish_tracks(report: VideoReport, tracks: dict[int, _Track], source: Path, info: Any, pose: Any,
+def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, pose: Any,
                    cfg: ExtractConfig) -> None:
-    """Quality-filter each track and turn the survivors into sequences (in ``report``)."""
+    """Quality-filter each collected track (:class:`~gaitheat.track.TrackCollector`) into ``report``."""
     from gaitheat.quality import filter_frames, frame_scores
 
     named = parse_dataset_name(source)
     subject, condition, view = named or (source.stem, DEFAULT_CONDITION, DEFAULT_VIEW)
     created = created_stamp(cfg.created)
-    for track_id in sorted(tracks):
-        t = tracks[track_id]
-        frames = np.array(t.frames, np.int64)
-        keypoints = np.stack(t.keypoints)
-        quality = filter_frames(frame_scores(keypoints), frames, cfg.min_score, cfg.min_frames)
+    for track_id in tracks.track_ids:
+        frames, rows = tracks.stacked(track_id)
+        quality = filter_frames(frame_scores(rows["keypoints"]), frames, cfg.min_score, cfg.min_frames)
         if not quality.accepted:
             report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
                                            "reason": quality.record["rejected"]})
@@ -348,12 +299,11 @@ def _finish_tracks(report: VideoReport, tracks: dict[int, _Track], source: Path,
             pose_model=pose.name, pose_model_sha256=pose.sha256, crop_padding=cfg.crop_padding, created=created,
             extra={"track_id": track_id, "quality": quality.record, "fps": info.fps, "frame_stride": cfg.frame_stride,
                    "frame_size": [info.width, info.height], "detector": cfg.detector if not cfg.boxes_file else "boxes",
-                   "tracker": cfg.tracker,
-                   "presence_mean": round(float(np.mean(np.array(t.presence)[keep])), 4)})
+                   "tracker": cfg.tracker, "presence_mean": round(float(rows["presence"][keep].mean()), 4)})
         seq = HeatmapSequence(
-            heatmaps=np.stack(t.heatmaps)[keep], keypoints=keypoints[keep], frame_indices=frames[keep], meta=meta,
-            boxes=np.stack(t.boxes)[keep].astype(np.float32),
-            image_keypoints=np.stack(t.image_keypoints)[keep].astype(np.float32))
+            heatmaps=rows["heatmaps"][keep], keypoints=rows["keypoints"][keep], frame_indices=frames[keep], meta=meta,
+            boxes=rows["crop_boxes"][keep].astype(np.float32),
+            image_keypoints=rows["image_keypoints"][keep].astype(np.float32))
         report.tracks.append(TrackSequence(track_id, seq, quality.record))
     if named and cfg.main_track_only and len(report.tracks) > 1:
         # A benchmark video shows one subject: keep its longest track, report the rest.
@@ -532,10 +482,15 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
     cfg = cfg or ExtractConfig()
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
-    sources = shard_inputs(discover_inputs(list(inputs)), shard)
+    everything = discover_inputs(list(inputs))
+    clashes = _clashes(everything)  # over all inputs, so every shard agrees
+    sources = shard_inputs(everything, shard)
     records: dict[Path, dict[str, Any]] = {}
     todo = []
     for source in sources:
+        if source in clashes:
+            records[source] = {"source": str(source), "status": "failed", "error": clashes[source]}
+            continue
         done = _finished(root, source, cfg)
         if done is not None:
             records[source] = done
@@ -563,6 +518,21 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
     bar.close()
     ordered = [records[s] for s in sources]
     return _summarise(ordered, shard)
+
+
+def _clashes(sources: list[Path]) -> dict[Path, str]:
+    """Sources whose sequences would land on an earlier source's store paths, with the reason."""
+    first: dict[tuple[str, ...], Path] = {}
+    out = {}
+    for source in sources:
+        named = parse_dataset_name(source)
+        key = named if named is not None else (source.stem if source.suffix else source.name,)
+        if key in first:
+            out[source] = (f"{source}: would write the same store sequences as {first[key]} "
+                           f"({'/'.join(key)}); rename one or extract them into different stores")
+        else:
+            first[key] = source
+    return out
 
 
 def _summarise(records: list[dict[str, Any]], shard: tuple[int, int]) -> dict[str, Any]:

@@ -74,3 +74,47 @@ class PersonTracker:
                 self._ids[raw] = len(self._ids)
             out[row] = self._ids[raw]
         return out
+
+
+class TrackCollector:
+    """Gathers each frame's people into per-track sequences, by the ids :class:`PersonTracker` gives.
+
+    A person is a row of a frame's arrays (``people[name][row]``, any names; ``people["boxes"]`` holds the
+    ``(N, 5)`` boxes given to the tracker). ByteTrack names a track only at its second matched frame and
+    returns -1 for the first, which would cost every sequence its first frame; the tracker has already
+    matched the two boxes, so the collector only recovers that first row: the unnamed person of the
+    previous frame overlapping the new track's box most (IoU >= ``min_iou``).
+    """
+
+    def __init__(self, min_iou: float = 0.3) -> None:
+        self.min_iou = min_iou
+        self._rows: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
+        self._pending: list[tuple[int, dict[str, np.ndarray]]] = []
+
+    def add_frame(self, frame_index: int, people: dict[str, np.ndarray], ids: np.ndarray) -> None:
+        """Record one frame: ``ids`` ``(N,)`` from :meth:`PersonTracker.update` for the N rows of ``people``."""
+        from gaitheat.detect import iou_matrix
+
+        rows = [{name: values[i] for name, values in people.items()} for i in range(len(ids))]
+        for row, track_id in zip(rows, ids.tolist(), strict=True):
+            if track_id < 0:
+                continue
+            if track_id not in self._rows:
+                self._rows[track_id] = []
+                if self._pending:
+                    overlap = iou_matrix(row["boxes"][None], np.stack([p["boxes"] for _, p in self._pending]))[0]
+                    best = int(overlap.argmax())
+                    if overlap[best] >= self.min_iou:
+                        self._rows[track_id].append(self._pending.pop(best))
+            self._rows[track_id].append((frame_index, row))
+        self._pending = [(frame_index, row) for row, t in zip(rows, ids.tolist(), strict=True) if t < 0]
+
+    @property
+    def track_ids(self) -> list[int]:
+        return sorted(self._rows)
+
+    def stacked(self, track_id: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Frame indices ``(T,)`` int64 and every named array stacked over the track's T frames."""
+        entries = self._rows[track_id]
+        frames = np.array([f for f, _ in entries], np.int64)
+        return frames, {name: np.stack([row[name] for _, row in entries]) for name in entries[0][1]}

@@ -251,3 +251,24 @@ def test_synthetic_casia_b_tree_gives_one_full_sequence_per_video(tmp_path: Path
         error = np.linalg.norm(seq.image_keypoints[..., :2] - truth["joints"], axis=-1)
         height = np.median(truth["boxes"][:, 3] - truth["boxes"][:, 1])
         assert np.median(error) < 0.06 * height  # about 2 heatmap cells
+
+
+def test_inputs_that_would_overwrite_each_other_fail_clearly(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.avi").write_bytes(b"")
+    summary = extract_to_store([tmp_path / "a", tmp_path / "b"], tmp_path / "store", ExtractConfig())
+    errors = {Path(f["source"]).parent.name: f["error"] for f in summary["failures"]}
+    assert "same store sequences" in errors["b"] and "empty file" in errors["a"]
+
+
+def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gaitheat.cli import main
+
+    assert main(["extract", str(tmp_path), "--out", str(tmp_path / "s"), "--pose", "onnx"]) == 2
+    assert "--pose-model" in capsys.readouterr().err
+    assert main(["extract", str(tmp_path), "--out", str(tmp_path / "s"), "--shard", "2/2"]) == 2
+    assert main(["extract", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert "no videos" in capsys.readouterr().err
+    assert main(["extract", str(tmp_path), "--out", str(tmp_path / "s"), "--set", "min_fames=3"]) == 2
+    assert "min_frames" in capsys.readouterr().err

@@ -94,3 +94,17 @@ def test_tracker_drops_lost_tracks_and_starts_new_ids() -> None:
 def test_unknown_tracker_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="bytetrack"):
         PersonTracker("hungarian")
+
+
+def test_collector_recovers_each_tracks_first_frame() -> None:
+    from gaitheat.track import TrackCollector
+
+    tracker, collector = PersonTracker(fps=10), TrackCollector()
+    for k in range(4):
+        boxes = np.array([[20 + 4 * k, 50, 60 + 4 * k, 150, 0.95], [300, 60, 340, 160, 0.9]], np.float32)
+        people = {"boxes": boxes, "value": np.array([10 * k, 10 * k + 1])}
+        collector.add_frame(100 + k, people, tracker.update(boxes))
+    assert collector.track_ids == [0, 1]
+    frames, rows = collector.stacked(0)
+    assert frames.tolist() == [100, 101, 102, 103] and rows["value"].tolist() == [0, 10, 20, 30]
+    assert collector.stacked(1)[1]["value"].tolist() == [1, 11, 21, 31]

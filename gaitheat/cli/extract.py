@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from gaitheat.atomic import atomic_write_text
     from gaitheat.cli import UserError
     from gaitheat.config import load_config
-    from gaitheat.extract import ExtractConfig, extract_to_store
+    from gaitheat.extract import ExtractConfig, discover_inputs, extract_to_store
 
     overrides = list(args.set)
     if args.pose:
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError("--workers must be >= 1")
     shard = parse_shard(args.shard)
+    if not discover_inputs(args.inputs):
+        raise UserError(f"no videos, images or frame folders found in {' '.join(args.inputs)}")
     try:
         summary = extract_to_store(args.inputs, args.out, cfg, workers=args.workers, shard=shard,
                                    progress=not args.no_progress)
