@@ -1,0 +1,306 @@
+"""Nearest-neighbour search over gallery embeddings with the evaluation's distance.
+
+The distance between two embeddings ``x, y`` of shape ``(D, P)`` is the mean over the P strips of the
+per-strip Euclidean distance, ``mean_p ||x[:, p] - y[:, p]||`` (spec §5, ``cuda_dist(..., 'euc')``).
+
+Two searchers, one contract (``search(queries (Q, D, P), k) -> (distances (Q, k), rows (Q, k))``,
+sorted ascending, rows index the vectors the searcher was built from):
+
+* :class:`ExactSearcher`: brute force in numpy, chunked over the gallery so memory stays bounded.
+* :class:`FaissSearcher`: a FAISS index proposes candidates by plain L2 on the flattened ``D*P``
+  vector (which orders per-strip-normalised embeddings almost like our distance), then the top
+  ``candidates`` are re-ranked exactly by the true distance, from raw vectors kept on disk
+  (:class:`RawStore`), so the returned distances are exact and only recall can differ. Small
+  galleries use an exact ``Flat`` index (then the results equal exact search); large ones a
+  compressed ``PCA + IVF + PQ`` index, a few dozen bytes per embedding in memory.
+
+Indexes are built by streaming ``(ids, vectors)`` chunks (:func:`build_faiss_index`) and saved in
+a folder; :mod:`gaitheat.gallery.index` keeps one per gallery generation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gaitheat.atomic import atomic_write_text
+
+DEFAULT_CHUNK = 8192  # gallery rows per distance block: (Q, chunk, P) floats at a time
+
+
+def strip_distances(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Mean over strips of per-strip Euclidean distances (one block, no chunking).
+
+    Args:
+        probe: (Q, D, P) float32.
+        gallery: (N, D, P) float32.
+    Returns:
+        (Q, N) float32.
+    """
+    x = np.ascontiguousarray(np.transpose(probe, (2, 0, 1)), dtype=np.float32)  # (P, Q, D)
+    y = np.ascontiguousarray(np.transpose(gallery, (2, 0, 1)), dtype=np.float32)  # (P, N, D)
+    sq = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2.0 * np.matmul(x, y.transpose(0, 2, 1))
+    return np.sqrt(np.maximum(sq, 0.0)).mean(0)  # (Q, N)
+
+
+def _merge_topk(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, offset: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge a block's (Q, n) distances into running (Q, k) best lists."""
+    kk = min(k, d.shape[1])
+    part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+    cand_d = np.concatenate([best_d, np.take_along_axis(d, part, 1)], axis=1)
+    cand_i = np.concatenate([best_i, part + offset], axis=1)
+    # stable sort on (distance, row) so ties resolve the same way in every searcher
+    order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
+    return np.take_along_axis(cand_d, order, 1), np.take_along_axis(cand_i, order, 1)
+
+
+def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = DEFAULT_CHUNK
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest rows of ``vectors`` (N, D, P) for ``queries`` (Q, D, P); chunked over N.
+
+    Returns:
+        distances (Q, k') float32 and rows (Q, k') int64, ascending, k' = min(k, N).
+    """
+    q = len(queries)
+    best_d = np.empty((q, 0), dtype=np.float32)
+    best_i = np.empty((q, 0), dtype=np.int64)
+    for start in range(0, len(vectors), chunk):
+        block = strip_distances(queries, vectors[start:start + chunk])
+        best_d, best_i = _merge_topk(best_d, best_i, block, start, k)
+    return best_d, best_i
+
+
+class ExactSearcher:
+    """Brute-force search over vectors (N, D, P) held in memory."""
+
+    kind = "exact"
+
+    def __init__(self, vectors: np.ndarray, chunk: int = DEFAULT_CHUNK) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.chunk = chunk
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_topk(np.asarray(queries, dtype=np.float32), self.vectors, k, self.chunk)
+
+
+class RawStore:
+    """Gallery vectors on disk, row-major ``(N, D, P)``, read back by row with ``pread``.
+
+    ``pread`` rather than a memory map: re-ranking touches a few hundred rows per query, and a map
+    would leave every touched page counted in the process's memory as queries accumulate.
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: str) -> None:
+        self.path = Path(path)
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        size = self.path.stat().st_size
+        if size != self.shape[0] * self.row_bytes:
+            raise ValueError(f"{self.path}: {size} bytes, expected {self.shape[0]} rows of {self.row_bytes}")
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (n,) -> float32 (n, D, P); reads in ascending file order."""
+        order = np.argsort(rows)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        for i in order:
+            data = os.pread(self._fd, self.row_bytes, int(rows[i]) * self.row_bytes)
+            out[i] = np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+        return out
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self._fd, (stop - start) * self.row_bytes, start * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FaissParams:
+    """How the candidate index is built and searched.
+
+    Attributes:
+        factory: FAISS ``index_factory`` string ("Flat" = exact L2 over the flattened D*P vector).
+        pca_dim: project to this many principal components before the index (0 = no projection).
+            Done in numpy by randomised SVD: FAISS's own PCA takes minutes on a 4096-dim input.
+        nprobe: IVF lists visited per query (IVF indexes only).
+        candidates: rows re-ranked by the true distance per query.
+        raw_dtype: dtype of the on-disk vectors used for re-ranking (float16 halves the disk).
+        train_size: vectors sampled to train the projection and the index.
+    """
+
+    factory: str = "Flat"
+    pca_dim: int = 0
+    nprobe: int = 1
+    candidates: int = 256
+    raw_dtype: str = "float32"
+    train_size: int = 0
+
+    @classmethod
+    def for_size(cls, n: int) -> FaissParams:
+        """Defaults by gallery size: exact Flat candidates up to 50,000, then PCA-128 + IVF + SQ8.
+
+        SQ8 (one byte per projected value, 128 bytes per embedding) trains in no time, unlike PQ, and
+        at a million embeddings is 128 MB; the IVF list count follows FAISS's guidance (about
+        4 sqrt(N)); float16 raw vectors once float32 would pass 2 GB on disk.
+        """
+        if n <= 50_000:
+            return cls()
+        nlist = 1 << int(round(math.log2(max(256.0, 2 * math.sqrt(n)))))
+        return cls(factory=f"IVF{nlist},SQ8", pca_dim=128, nprobe=max(16, nlist // 32), candidates=256,
+                   raw_dtype="float32" if n * 4096 * 4 <= 2 << 30 else "float16",
+                   train_size=min(n, 40 * nlist))
+
+
+def fit_pca(sample: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top principal directions of ``sample`` (n, F) by randomised SVD (Halko et al., 2 power steps).
+
+    Returns:
+        mean (F,) and components (F, dims), both float32.
+    """
+    rng = np.random.default_rng(seed)
+    mean = sample.mean(0)
+    x = sample - mean
+    basis = x @ rng.standard_normal((x.shape[1], dims + 16), dtype=np.float32)  # (n, dims+16)
+    for _ in range(2):
+        basis, _ = np.linalg.qr(x @ (x.T @ basis))
+    _, _, vt = np.linalg.svd(basis.T @ x, full_matrices=False)
+    return mean.astype(np.float32), np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
+def _flat(vectors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(vectors.reshape(len(vectors), -1), dtype=np.float32)
+
+
+class _Projection:
+    """Flatten (n, D, P) to (n, D*P) and optionally project onto stored principal components."""
+
+    def __init__(self, mean: np.ndarray | None = None, components: np.ndarray | None = None) -> None:
+        self.mean, self.components = mean, components
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.components is None else int(self.components.shape[1])
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        flat = _flat(vectors)
+        if self.components is None or self.mean is None:
+            return flat
+        return np.ascontiguousarray((flat - self.mean) @ self.components)
+
+
+def _write_raw(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shape: tuple[int, int], folder: Path,
+               params: FaissParams, rng: np.random.Generator) -> np.ndarray:
+    """Pass one: raw vectors and ids to disk; returns a random training sample (n, D*P) (maybe empty)."""
+    take = params.train_size / max(total, 1) if params.factory != "Flat" else 0.0
+    samples: list[np.ndarray] = [np.empty((0, int(np.prod(shape))), dtype=np.float32)]
+    ids_out = np.lib.format.open_memmap(folder / "ids.npy", mode="w+", dtype=np.int64, shape=(total,))
+    written = 0
+    with open(folder / "vectors.raw", "wb") as raw:
+        for ids, vecs in chunks:
+            if tuple(vecs.shape[1:]) != tuple(shape) or written + len(ids) > total:
+                raise ValueError(f"chunk of shape {vecs.shape} does not fit a ({total}, {shape}) gallery")
+            raw.write(np.ascontiguousarray(vecs, dtype=params.raw_dtype).tobytes())
+            ids_out[written:written + len(ids)] = ids
+            written += len(ids)
+            if take > 0:
+                samples.append(_flat(vecs[rng.random(len(vecs)) < take]))
+        raw.flush()
+        os.fsync(raw.fileno())
+    if written != total:
+        raise ValueError(f"expected {total} vectors, got {written}")
+    ids_out.flush()
+    return np.concatenate(samples)
+
+
+def build_faiss_index(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shape: tuple[int, int],
+                      folder: str | Path, params: FaissParams, seed: int = 0) -> Path:
+    """Stream ``(ids (n,), vectors (n, D, P))`` chunks into a new index folder; returns the folder.
+
+    One pass over ``chunks`` writes the raw store and keeps a random training sample; the projection
+    and index are then trained on the sample and filled from the raw store block by block, so memory
+    holds one block plus the sample, never the whole gallery.
+    """
+    import faiss
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sample = _write_raw(chunks, total, shape, folder, params, rng)
+    projection = _Projection()
+    if params.pca_dim:
+        projection = _Projection(*fit_pca(sample, params.pca_dim, seed))
+        np.savez(folder / "pca.npz", mean=projection.mean, components=projection.components)
+    index = faiss.index_factory(projection.dim or int(np.prod(shape)), params.factory, faiss.METRIC_L2)
+    if not index.is_trained:
+        index.train(projection(sample.reshape(len(sample), *shape)))
+    del sample
+    store = RawStore(folder / "vectors.raw", (total, *shape), params.raw_dtype)
+    for start in range(0, total, 20_000):
+        index.add(projection(store.block(start, min(total, start + 20_000))))
+    store.close()
+    faiss.write_index(index, str(folder / "faiss.index"))
+    info = {"total": total, "shape": list(shape), "params": asdict(params)}
+    atomic_write_text(folder / "info.json", json.dumps(info, indent=1))
+    return folder
+
+
+class FaissSearcher:
+    """Candidates from a FAISS index, re-ranked exactly from the raw store (see the module docstring)."""
+
+    kind = "faiss"
+
+    def __init__(self, folder: str | Path, nprobe: int | None = None, candidates: int | None = None) -> None:
+        import faiss
+
+        self.folder = Path(folder)
+        info: dict[str, Any] = json.loads((self.folder / "info.json").read_text())
+        self.params = FaissParams(**info["params"])
+        self.shape = (int(info["total"]), *(int(s) for s in info["shape"]))
+        self.index = faiss.read_index(str(self.folder / "faiss.index"))
+        if self.index.ntotal != self.shape[0]:
+            raise ValueError(f"{self.folder}: index holds {self.index.ntotal} vectors, info says {self.shape[0]}")
+        self.projection = _Projection()
+        if self.params.pca_dim:
+            with np.load(self.folder / "pca.npz") as pca:
+                self.projection = _Projection(pca["mean"], pca["components"])
+        self.nprobe = nprobe or self.params.nprobe
+        self.candidates = candidates or self.params.candidates
+        if "IVF" in self.params.factory:
+            faiss.extract_index_ivf(self.index).nprobe = self.nprobe
+        self.raw = RawStore(self.folder / "vectors.raw", self.shape, self.params.raw_dtype)
+        self.ids = np.load(self.folder / "ids.npy")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.asarray(queries, dtype=np.float32)
+        n_cand = min(len(self), max(self.candidates, k))
+        _, cand = self.index.search(self.projection(queries), n_cand)
+        out_d = np.full((len(queries), min(k, len(self))), np.inf, dtype=np.float32)
+        out_i = np.full(out_d.shape, -1, dtype=np.int64)
+        for q, rows in enumerate(cand):
+            rows = rows[rows >= 0]
+            d = strip_distances(queries[q:q + 1], self.raw.rows(rows))[0]
+            order = np.lexsort((rows, d))[:out_d.shape[1]]
+            out_d[q, :len(order)], out_i[q, :len(order)] = d[order], rows[order]
+        return out_d, out_i
