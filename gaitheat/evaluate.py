@@ -285,6 +285,15 @@ def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, subjects: Seque
     return [r for r, u in zip(rows, used, strict=True) if u]
 
 
+def protocol_rows(cfg: ExperimentConfig, protocol: Protocol, root: str | Path) -> tuple[list[ManifestRow], str]:
+    """(store rows the protocol evaluates, partition used): ``eval.partition``, else the protocol's own
+    (a custom protocol falls back to ``data.partition``, then to every subject in the store)."""
+    from gaitheat.manifest import load_manifest
+
+    partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
+    return select_rows(load_manifest(root), protocol, evaluation_subjects(protocol, partition), root), partition
+
+
 def evaluate_embeddings(
     protocol: Protocol,
     embeddings: np.ndarray,
@@ -383,7 +392,6 @@ def evaluate_checkpoint(
     import torch
 
     from gaitheat import distributed
-    from gaitheat.manifest import load_manifest
     from gaitheat.models import GaitHeat
     from gaitheat.train import load_model
 
@@ -399,9 +407,7 @@ def evaluate_checkpoint(
         gamma = choose_gamma(protocol, cfg.model.gamma_deg, trained_cfg.model.gamma_deg)
         if isinstance(model, GaitHeat):
             model.gamma_deg = gamma
-        partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
-        subjects = evaluation_subjects(protocol, partition)
-        rows = select_rows(load_manifest(root), protocol, subjects, root)
+        rows, partition = protocol_rows(cfg, protocol, root)
         emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max, cfg.eval.batch_size,
                           cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress)
         if not info_dist.is_main:
@@ -430,12 +436,8 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
     Uses the test split of ``cfg.data.root`` under ``cfg.eval``; the embeddings are computed on the
     model's own device without sharding (the other ranks wait at the trainer's barrier).
     """
-    from gaitheat.manifest import load_manifest
-
     protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
-    partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
-    rows = select_rows(load_manifest(cfg.data.root), protocol, evaluation_subjects(protocol, partition),
-                       cfg.data.root)
+    rows, _ = protocol_rows(cfg, protocol, cfg.data.root)
 
     def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
         emb = embed_store(model, cfg.data.root, rows, None, cfg.data.frames_test_max, cfg.eval.batch_size,
