@@ -83,6 +83,17 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Settings each stage's output depends on (cumulatively, in stage order); workers never change bytes.
+_DEPENDS = {
+    "synth": ("train_subjects", "test_subjects", "views", "train_conditions", "frames", "difficulty", "seed"),
+    "extract": ("frame_stride",),
+    "train": ("steps", "experiment"),
+}
+# What a stage writes, removed before it is redone with other settings (so nothing stale is reused).
+_OUTPUTS = {"synth": ("videos",), "extract": ("store", "extract-summary.json"), "train": ("run",),
+            "gallery": ("gallery.db", "gallery.db-wal", "gallery.db-shm"), "report": ("report",)}
+
+
 class _Runner:
     """Runs stages in order, reusing those whose marker matches the settings they depend on."""
 
@@ -90,11 +101,12 @@ class _Runner:
         self.out, self.cfg = out, cfg
         self.results: dict[str, dict[str, Any]] = {}
         self.timings: dict[str, float] = {}
-        self._chain = _digest(asdict(cfg))
+        self._chain = ""
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        settings = asdict(self.cfg)
+        self._chain = key = _digest([self._chain, name, [settings[k] for k in _DEPENDS.get(name, ())]])
         marker = self.out / "stages" / f"{name}.json"
-        key = _digest([self._chain, name])
         try:
             saved = json.loads(marker.read_text())
         except (OSError, ValueError):
@@ -103,15 +115,36 @@ class _Runner:
             log.info("demo: %s already done (%.1f s when it ran); reusing it", name, saved["seconds"])
             self.results[name], self.timings[name] = saved["result"], 0.0
             return dict(saved["result"])
+        if saved is not None:  # done before with other settings: start this stage afresh
+            _remove(self.out, _OUTPUTS.get(name, ()))
         log.info("demo: %s ...", name)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         result = fn()
-        seconds = time.perf_counter() - start
-        atomic_write_text(marker, json.dumps({"key": key, "seconds": seconds, "result": result}, indent=1,
-                                             default=str))
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+        atomic_write_text(marker, json.dumps({"key": key, "seconds": seconds, "cpu_seconds": cpu, "result": result},
+                                             indent=1, default=str))
         self.results[name], self.timings[name] = result, seconds
-        log.info("demo: %s done in %.1f s", name, seconds)
+        log.info("demo: %s done in %.1f s (%.1f CPU s, worker processes included)", name, seconds, cpu)
         return result
+
+
+def _remove(root: Path, names: tuple[str, ...]) -> None:
+    import shutil
+
+    for name in names:
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children: on a shared machine, wall time misleads."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> dict[str, Any]:

@@ -1,0 +1,54 @@
+"""`gaitheat demo` end to end at a tiny size: every stage runs for real, reruns reuse finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gaitheat.demo import DemoConfig, run_demo
+
+TINY = DemoConfig(train_subjects=4, test_subjects=2, views=("072", "090"), train_conditions=("nm-01",),
+                  frames=12, frame_stride=2, steps=2, workers=1)
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    summary = run_demo(out, TINY, progress=False)
+    for key in ("nm_rank1", "bg_rank1", "cl_rank1"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert "NM" in summary["table"] and "BG" in summary["table"] and "CL" in summary["table"]
+    report = Path(summary["report"])
+    text = report.read_text()
+    assert "CASIA-B protocol" in text and "Identification" in text
+    for name in ("casia-b.views.png", "casia-b.cmc.png", "overlay-nm-05.png"):
+        assert (report.parent / name).stat().st_size > 1000, name
+    ident = summary["identify"]
+    assert ident["gallery_people"] == 2 and ident["top"][0][0] in ("005", "006")
+    stages = {p.stem: json.loads(p.read_text()) for p in (out / "stages").glob("*.json")}
+    assert set(stages) == {"synth", "extract", "train", "evaluate", "gallery", "report"}
+    assert stages["extract"]["result"]["failed"] == 0
+
+    again = run_demo(out, TINY, progress=False)
+    assert again["seconds"] == {name: 0.0 for name in stages}  # every stage reused
+    assert again["nm_rank1"] == summary["nm_rank1"]
+
+    # a changed setting redoes the stages that depend on it (here: all, since synthesis changes)
+    changed = run_demo(out, DemoConfig(**{**TINY.__dict__, "steps": 3}), progress=False)
+    assert changed["seconds"]["train"] > 0.0
+
+
+def test_demo_needs_two_views(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="two views"):
+        run_demo(tmp_path, DemoConfig(views=("090",)))
+
+
+def test_cli_demo_help_is_cheap(capsys: pytest.CaptureFixture[str]) -> None:
+    from gaitheat.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    assert "--json" in capsys.readouterr().out
