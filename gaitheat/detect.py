@@ -115,8 +115,8 @@ class BlazePoseDetector:
     every_frame = False
     _SIZE = 224
 
-    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.5, tiles: str = "auto",
-                 tile_size: int = 224, num_threads: int = 1, nms_iou: float = 0.3) -> None:
+    def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.3, tiles: str = "auto",
+                 tile_size: int = 192, num_threads: int = 1, nms_iou: float = 0.3) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from gaitheat import assets

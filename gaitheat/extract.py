@@ -53,7 +53,7 @@ class ExtractConfig:
         boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
         detect_every: run the BlazePose detector every this many processed frames while people are followed
             (for single-subject dataset videos with ``main_track_only``: only when nobody is followed).
-        detect_score: detector probability threshold.
+        detect_score: detector probability threshold (low: the pose presence score rejects false people).
         tiles: detector tiling: ``auto``, ``always`` or ``never``.
         tile_size: tile side in source pixels.
         reuse_landmarks: use each person's pose as the next frame's box.
@@ -78,9 +78,9 @@ class ExtractConfig:
     detector: str = "blazepose"
     boxes_file: str | None = None
     detect_every: int = 10
-    detect_score: float = 0.5
+    detect_score: float = 0.3
     tiles: str = "auto"
-    tile_size: int = 224
+    tile_size: int = 192
     reuse_landmarks: bool = True
     min_presence: float = 0.5
     crop_padding: float = 1.25
