@@ -237,7 +237,8 @@ class GalleryDB:
                 "embeddings of different models cannot be compared: use the gallery's checkpoint "
                 f"({self._meta_raw('checkpoint') or 'path not recorded'}) or enrol into a new gallery")
         if shape is not None and pinned_shape is not None and tuple(shape) != pinned_shape:
-            raise ModelMismatchError(self.path, f"holds {_shape_text(pinned_shape)} embeddings, got {_shape_text(shape)}")
+            raise ModelMismatchError(
+                self.path, f"holds {_shape_text(pinned_shape)} embeddings, got {_shape_text(shape)}")
 
     # ---- writes ----------------------------------------------------------------------------------------------
     def enrol(self, name: str, items: Iterable[tuple[np.ndarray, SequenceSource]], model_sha256: str,
@@ -331,7 +332,8 @@ class GalleryDB:
         with self.transaction(write=False):
             generation = self.generation
             names = tuple(str(r[0]) for r in self._conn.execute("SELECT name FROM people ORDER BY id"))
-            pid_to_index = {int(pid): i for i, (pid,) in enumerate(self._conn.execute("SELECT id FROM people ORDER BY id"))}
+            person_ids = self._conn.execute("SELECT id FROM people ORDER BY id").fetchall()
+            pid_to_index = {int(pid): i for i, (pid,) in enumerate(person_ids)}
             shape = self.embedding_shape or (0, 0)
             rows = self._conn.execute("SELECT id, person_id, vector FROM embeddings ORDER BY id").fetchall()
         vectors = np.empty((len(rows), *shape), dtype=np.float32)
@@ -342,15 +344,25 @@ class GalleryDB:
             vectors[i] = decode_vector(blob, shape)
         return GalleryMatrix(ids, person_index, names, vectors, generation)
 
-    def iter_vectors(self, chunk: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream ``(ids (n,), vectors (n, D, P))`` in id order, ``chunk`` rows at a time, from one snapshot."""
+    def iter_vectors(self, chunk: int = 10_000, snapshot: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream ``(ids (n,), vectors (n, D, P))`` in id order, ``chunk`` rows at a time.
+
+        Args:
+            chunk: rows per item.
+            snapshot: read inside its own read transaction; pass False when the caller holds one.
+        """
+        if snapshot:
+            with self.transaction(write=False):
+                yield from self._iter_vectors(chunk)
+        else:
+            yield from self._iter_vectors(chunk)
+
+    def _iter_vectors(self, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         shape = self.embedding_shape or (0, 0)
-        with self.transaction(write=False):
-            cursor = self._conn.execute("SELECT id, vector FROM embeddings ORDER BY id")
-            while rows := cursor.fetchmany(chunk):
-                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                vecs = np.stack([decode_vector(r[1], shape) for r in rows])
-                yield ids, vecs
+        cursor = self._conn.execute("SELECT id, vector FROM embeddings ORDER BY id")
+        while rows := cursor.fetchmany(chunk):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.stack([decode_vector(r[1], shape) for r in rows])
 
     def people_of(self, embedding_ids: np.ndarray) -> dict[int, str]:
         """Map embedding ids to person names."""

@@ -54,7 +54,10 @@ def _merge_topk(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, offset: i
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge a block's (Q, n) distances into running (Q, k) best lists."""
     kk = min(k, d.shape[1])
-    part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+    if kk < d.shape[1]:
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.tile(np.arange(d.shape[1]), (len(d), 1))
     cand_d = np.concatenate([best_d, np.take_along_axis(d, part, 1)], axis=1)
     cand_i = np.concatenate([best_i, part + offset], axis=1)
     # stable sort on (distance, row) so ties resolve the same way in every searcher
@@ -164,7 +167,7 @@ class FaissParams:
         """
         if n <= 50_000:
             return cls()
-        nlist = 1 << int(round(math.log2(max(256.0, 2 * math.sqrt(n)))))
+        nlist = 1 << round(math.log2(max(256.0, 2 * math.sqrt(n))))
         return cls(factory=f"IVF{nlist},SQ8", pca_dim=128, nprobe=max(16, nlist // 32), candidates=256,
                    raw_dtype="float32" if n * 4096 * 4 <= 2 << 30 else "float16",
                    train_size=min(n, 40 * nlist))
@@ -247,8 +250,9 @@ def build_faiss_index(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: in
     sample = _write_raw(chunks, total, shape, folder, params, rng)
     projection = _Projection()
     if params.pca_dim:
-        projection = _Projection(*fit_pca(sample, params.pca_dim, seed))
-        np.savez(folder / "pca.npz", mean=projection.mean, components=projection.components)
+        mean, components = fit_pca(sample, params.pca_dim, seed)
+        np.savez(folder / "pca.npz", mean=mean, components=components)
+        projection = _Projection(mean, components)
     index = faiss.index_factory(projection.dim or int(np.prod(shape)), params.factory, faiss.METRIC_L2)
     if not index.is_trained:
         index.train(projection(sample.reshape(len(sample), *shape)))
