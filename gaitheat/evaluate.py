@@ -131,6 +131,15 @@ def embed_sequences(
     return np.concatenate(parts)
 
 
+def batch_size_for(device: torch.device, configured: int) -> int:
+    """Sequences per forward pass: ``eval.batch_size`` on CUDA, one at a time on CPU.
+
+    Measured on the 2-core CPU box (cpu-small width, 8 sequences of 20-60 frames): one at a time took
+    1.3 s of CPU, padded batches of 4 took 2.7 s: bigger activations only cost memory bandwidth there.
+    """
+    return max(1, configured) if device.type == "cuda" else 1
+
+
 def shard_indices(total: int, rank: int, world_size: int) -> np.ndarray:
     """Record indices of one rank: ``rank, rank + world_size, ...`` (strided keeps lengths balanced)."""
     if not 0 <= rank < world_size:
@@ -408,7 +417,8 @@ def evaluate_checkpoint(
         if isinstance(model, GaitHeat):
             model.gamma_deg = gamma
         rows, partition = protocol_rows(cfg, protocol, root)
-        emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max, cfg.eval.batch_size,
+        emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max,
+                          batch_size_for(info_dist.device, cfg.eval.batch_size),
                           cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress)
         if not info_dist.is_main:
             return None
@@ -440,7 +450,9 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
     rows, _ = protocol_rows(cfg, protocol, cfg.data.root)
 
     def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
-        emb = embed_store(model, cfg.data.root, rows, None, cfg.data.frames_test_max, cfg.eval.batch_size,
+        device = _device_of(model, None)
+        emb = embed_store(model, cfg.data.root, rows, device, cfg.data.frames_test_max,
+                          batch_size_for(device, cfg.eval.batch_size),
                           0, cfg.eval.precision, progress=False)
         res = evaluate_embeddings(protocol, emb, [r.subject for r in rows], [r.condition for r in rows],
                                   [r.view for r in rows], cfg.eval.distance)

@@ -82,7 +82,7 @@ class EvalConfig:
 
     protocol: str = "casia-b"  # casia-b | ccpg | sustech1k | custom
     distance: Literal["euc", "cos"] = "euc"
-    batch_size: int = 4  # sequences per forward pass (zero-padded, with lengths)
+    batch_size: int = 4  # sequences per forward pass on CUDA (zero-padded + lengths); CPU: one at a time
     # test subjects: partition name or JSON; "" = the protocol's shipped one (custom: data.partition, else all)
     partition: str = ""
     precision: Precision = "fp32"  # fp16/bf16 autocast at test (fp16 on CUDA only); embeddings are fp32
