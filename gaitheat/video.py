@@ -8,7 +8,7 @@ every format the benchmark datasets ship (AVI/MP4 and image folders).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +166,7 @@ def _decode_video(path: Path, start: int, stop: int | None, stride: int) -> Iter
         capture.release()
 
 
-def prefetch(frames: Iterator[Frame], depth: int = 4) -> Iterator[Frame]:
+def prefetch(frames: Iterator[Frame], depth: int = 4) -> Generator[Frame, None, None]:
     """Decode ahead in a background thread (OpenCV releases the GIL), so decoding overlaps the pose model.
 
     Exceptions raised while decoding (e.g. :class:`VideoError`) are re-raised here, in order. Closing

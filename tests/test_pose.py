@@ -22,7 +22,9 @@ HEAD, HIPS, ANKLES = [0, 1, 2, 3, 4], [11, 12], [15, 16]
 
 
 def _rgb(path: Path) -> np.ndarray:
-    return np.ascontiguousarray(cv2.imread(str(path))[:, :, ::-1])
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def test_assets_are_located_and_verified_without_importing_mediapipe() -> None:
@@ -102,6 +104,7 @@ def _export_tiny_model(path: Path) -> None:
             super().__init__()
             self.pool = torch.nn.AvgPool2d(4)
             self.mix = torch.nn.Conv2d(3, 17, 1, bias=True)
+            assert self.mix.bias is not None
             with torch.no_grad():
                 self.mix.weight.zero_()
                 for j in range(17):

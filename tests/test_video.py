@@ -28,6 +28,7 @@ def test_vtest_probe_and_strided_decode(media_dir: Path) -> None:
 
 def test_frame_folder_and_single_image(media_dir: Path, tmp_path: Path) -> None:
     image = cv2.imread(str(media_dir / "messi5.jpg"))
+    assert image is not None
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.roll(image, 5 * i, axis=1))
     (tmp_path / "notes.txt").write_text("not a frame")
