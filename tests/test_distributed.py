@@ -173,22 +173,39 @@ def test_all_gather_is_identity_without_process_group() -> None:
     assert not torch.distributed.is_initialized()  # a single process needs no process group
 
 
+def torchrun(store: Path, out: Path, steps: int) -> list[str]:
+    sets = [f"train.steps={steps}", "train.checkpoint_every=2", "data.workers=0", "model.widths=[4,8,16,32]",
+            "model.embed_dim=8", "model.parts=4", "data.frames_train=3", "data.batch_p=2", "data.batch_k=2",
+            "model.gamma_deg=180.0"]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+            "-m", "gaitheat", "train", "cpu-small", "--data-root", str(store), "--out", str(out),
+            *[a for s in sets for a in ("--set", s)]]
+
+
 @pytest.mark.slow
-def test_torchrun_trains_two_ranks(tmp_path: Path) -> None:
+def test_torchrun_two_ranks_resume_exactly(tmp_path: Path) -> None:
+    """Under torchrun: checkpoints hold one RNG state per rank, and a 2 + 2 step run equals a 4 step run."""
     sys.path.insert(0, str(Path(__file__).parent))
     from test_datasets_sequences import write_store
 
     from gaitheat.checkpoint import read_checkpoint
 
     store = write_store(tmp_path / "store", {f"{i:03d}": [8, 6] for i in range(1, 5)})
-    sets = ["train.steps=2", "train.checkpoint_every=1", "data.workers=0", "model.widths=[4,8,16,32]",
-            "model.embed_dim=8", "model.parts=4", "data.frames_train=3", "data.batch_p=2", "data.batch_k=2"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           "-m", "gaitheat", "train", "cpu-small", "--data-root", str(store), "--out", str(tmp_path / "run"),
-           *[a for s in sets for a in ("--set", s)]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    payload = read_checkpoint(tmp_path / "run/checkpoints/last.pt")
-    assert payload["step"] == 2 and len(payload["rng"]) == 2  # one RNG state per rank
-    assert not torch.equal(payload["rng"][0]["torch"], payload["rng"][1]["torch"])
+    # PGHA's random skip is on (cpu-small's skip_prob 0.8), so each rank's RNG stream matters
+    runs = [subprocess.Popen(torchrun(store, tmp_path / name, steps), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for name, steps in (("straight", 4), ("split", 2))]
+    for proc in runs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    half = read_checkpoint(tmp_path / "split/checkpoints/last.pt")
+    assert half["step"] == 2 and len(half["rng"]) == 2  # one RNG state per rank
+    assert not torch.equal(half["rng"][0]["torch"], half["rng"][1]["torch"])
+    resumed = subprocess.run(torchrun(store, tmp_path / "split", 4), env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = read_checkpoint(tmp_path / "straight/checkpoints/last.pt")
+    b = read_checkpoint(tmp_path / "split/checkpoints/last.pt")
+    assert a["step"] == b["step"] == 4
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name

@@ -23,7 +23,8 @@ from test_datasets_sequences import write_store
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["model.widths=[4,8,16,32]", "model.embed_dim=16", "model.parts=4", "data.frames_train=4",
-        "data.batch_p=2", "data.batch_k=2", "train.log_every=1", "train.precision=fp32"]
+        "data.batch_p=2", "data.batch_k=2", "train.log_every=1", "train.precision=fp32",
+        "model.gamma_deg=180.0"]  # every frame "upright": PGHA's random skip draws for each one
 
 
 @pytest.fixture(autouse=True)
