@@ -16,6 +16,9 @@ the official code normalises only the 30 sampled frames. The whole-sequence rang
 without decompressing a heatmap) and makes a training frame look exactly as it does at test time.
 Constant sequences map to zeros, as in :func:`gaitheat.transforms.normalise_sequence`.
 
+Items carry heatmaps only: PGHA finds the neck and hip by heatmap argmax inside the model, at training
+and test alike, so the stored keypoints are not read.
+
 Training keys are ``(row index, seed)`` pairs from :class:`gaitheat.sampling.IdentityBatchSampler`:
 the frame draw depends only on that seed, never on the worker process or the global RNG, which is
 what makes resumed runs identical to uninterrupted ones.
