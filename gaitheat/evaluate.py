@@ -25,12 +25,13 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from gaitheat import metrics
 from gaitheat.protocols import Protocol, custom_protocol, evaluation_subjects, get_protocol, select_conditions, view_key
+from gaitheat.storage import StoreError
 
 if TYPE_CHECKING:
     import torch
@@ -199,6 +200,40 @@ def gather_by_index(local: np.ndarray, indices: np.ndarray, total: int, world_si
                              total)
 
 
+class _ItemError(NamedTuple):
+    """A :class:`StoreError` as plain (picklable) data: its constructor takes two arguments."""
+
+    path: str
+    reason: str
+
+
+class _TestItems:
+    """Test-mode items ``indices`` of a dataset; a :class:`StoreError` is *returned*, not raised.
+
+    A DataLoader worker re-raises errors as a ``RuntimeError`` holding a traceback; passing the error
+    back as data lets the main process raise the original, which names the bad file.
+    """
+
+    def __init__(self, dataset: Any, indices: np.ndarray) -> None:
+        self.dataset, self.indices = dataset, indices.tolist()
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        try:
+            return self.dataset[self.indices[i]]
+        except StoreError as exc:
+            return _ItemError(exc.path, exc.reason)
+
+
+def _collate_or_error(items: Sequence[Any]) -> Any:
+    from gaitheat.datasets.sequences import collate_padded
+
+    errors = [x for x in items if isinstance(x, _ItemError)]
+    return errors[0] if errors else collate_padded(items)
+
+
 def embed_store(
     model: torch.nn.Module,
     root: str | Path,
@@ -223,20 +258,21 @@ def embed_store(
     import torch
     from tqdm import tqdm
 
-    from gaitheat.datasets.sequences import GaitDataset, collate_padded
+    from gaitheat.datasets.sequences import GaitDataset
 
-    dataset: Any = GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames)
     mine = shard_indices(len(rows), rank, world_size)
-    loader: Any = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, mine.tolist()), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=collate_padded,
-    )
+    items: Any = _TestItems(GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames), mine)
+    loader: Any = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                              collate_fn=_collate_or_error)
     bar = tqdm(total=len(mine), desc=f"embed (rank 0 of {world_size})" if world_size > 1 else "embed", unit="seq",
                file=sys.stderr, disable=not progress or rank != 0, dynamic_ncols=True)
     parts, order = [], []
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for heatmaps, lengths, _labels, indices in loader:
+        for batch in loader:
+            if isinstance(batch, _ItemError):
+                raise StoreError(batch.path, batch.reason)
+            heatmaps, lengths, _labels, indices = batch
             order.append(indices.numpy())
             yield heatmaps, lengths
 

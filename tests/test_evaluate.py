@@ -307,3 +307,21 @@ def test_torchrun_two_ranks_gives_the_single_process_results(trained_checkpoint:
     for name in ("NM", "BG", "CL"):
         np.testing.assert_allclose(two["sets"][name]["matrix"]["rank1"], one["sets"][name]["matrix"]["rank1"])
         np.testing.assert_allclose(two["sets"][name]["cmc"], one["sets"][name]["cmc"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_sequence_is_reported_by_name(trained_checkpoint: Path, casia_store: Path, tmp_path: Path,
+                                              workers: int, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    store = Path(shutil.copytree(casia_store, tmp_path / "store"))
+    bad = store / "076" / "cl-01" / "090" / "heatmaps.ghs"
+    data = bytearray(bad.read_bytes())
+    data[-50] ^= 0xFF  # inside the last compressed section: the header still validates
+    bad.write_bytes(bytes(data))
+    code, _, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
+                             "--protocol", "casia-b", "--set", f"data.workers={workers}", "--out", str(tmp_path),
+                             "--no-progress"], capsys)
+    assert code == 2 and str(bad) in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.json"))  # no partial report

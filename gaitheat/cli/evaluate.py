@@ -85,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
     from gaitheat.evaluate import evaluate_checkpoint
     from gaitheat.experiment import ExperimentConfig
+    from gaitheat.storage import StoreError
 
     cfg = _compose_config(args)
     assert isinstance(cfg, ExperimentConfig)
     try:
         results = evaluate_checkpoint(args.checkpoint, cfg, device=args.device, progress=not args.no_progress)
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:  # both name the file at fault
         raise UserError(str(exc)) from exc
     if results is None:  # not rank 0 under torchrun
         return 0
