@@ -2,8 +2,9 @@
 
 Each :class:`Protocol` names its subject split (a shipped partition), its gallery rule, its *named*
 probe sets, how conditions are matched (exact names or substrings), how view names are read, the
-ranks reported, and the PGHA threshold γ of its dataset. The numbers themselves are computed by
-:mod:`gaitheat.metrics`; :mod:`gaitheat.evaluate` puts the two together.
+ranks reported, and the PGHA threshold γ of its dataset. :func:`evaluate_embeddings` applies a
+protocol to (N, D, P) embeddings and their labels with :mod:`gaitheat.metrics` (pure, no model);
+:mod:`gaitheat.evaluate` produces the embeddings from a checkpoint and a store.
 
 References (what the GaitHeat paper's tables use; evaluation_protocols.md §2, gaitheat_spec.md §5):
 
@@ -28,12 +29,19 @@ References (what the GaitHeat paper's tables use; evaluation_protocols.md §2, g
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from gaitheat import metrics
+from gaitheat.metrics import Metric
+
+log = logging.getLogger(__name__)
+
+CMC_RANKS = 20  # length of the stored CMC curves
 MatchRule = Literal["exact", "substring", "glob"]
 ViewRule = Literal["full", "before_underscore"]
 
@@ -229,3 +237,75 @@ def evaluation_subjects(protocol: Protocol, partition: str = "") -> list[str] | 
     if not source:
         return None
     return load_partition(source)[1]
+
+
+def evaluate_embeddings(
+    protocol: Protocol,
+    embeddings: np.ndarray,
+    subjects: Sequence[str],
+    conditions: Sequence[str],
+    views: Sequence[str],
+    metric: Metric = "euc",
+) -> dict[str, Any]:
+    """All numbers of a protocol from (N, D, P) embeddings and their labels (no model involved).
+
+    Returns:
+        ``{"protocol", "distance", "views", "sets": {name: {...}}, "headline": {...}}``; every value is
+        a percentage. Per set: ``rank1`` (and ``rank5``) gait-style with the protocol's view rule,
+        ``rank1_incl_identical``, ``per_view`` and ``matrix`` (probe view x gallery view, rank 1),
+        ``cmc`` (gait-style, ranks 1..20) and, for re-ID protocols, ``reid`` with rank1/mAP/mINP/cmc.
+    """
+    subjects_a, conditions_a = np.asarray(subjects).astype(str), np.asarray(conditions).astype(str)
+    view_names = np.array([view_key(str(v), protocol.view_rule) for v in views])
+    view_list = sorted(set(view_names.tolist()))
+    if protocol.expected_views and set(view_list) != set(protocol.expected_views):
+        log.warning("%s expects views %s; the evaluated sequences have %s", protocol.name,
+                    list(protocol.expected_views), view_list)
+    sets = {}
+    for probe_set in protocol.probes:
+        probes = select_conditions(conditions_a, probe_set.conditions, protocol.match)
+        gallery = select_conditions(conditions_a, protocol.gallery_of(probe_set), protocol.match)
+        if (probes & gallery).any():
+            log.warning("%s: %d sequences are both probe and gallery", probe_set.name, int((probes & gallery).sum()))
+        sets[probe_set.name] = _evaluate_set(protocol, embeddings, subjects_a, view_names, view_list,
+                                             probes, gallery, metric)
+        sets[probe_set.name]["description"] = probe_set.description
+    return {"protocol": protocol.name, "reference": protocol.reference, "distance": metric, "views": view_list,
+            "num_sequences": len(subjects_a), "num_subjects": len(set(subjects_a.tolist())),
+            "exclude_identical_view": protocol.exclude_identical_view, "ranks": list(protocol.ranks),
+            "sets": sets, "headline": headline(protocol, sets)}
+
+
+def _evaluate_set(protocol: Protocol, emb: np.ndarray, subjects: np.ndarray, views: np.ndarray,
+                  view_list: list[str], probes: np.ndarray, gallery: np.ndarray, metric: Metric
+                  ) -> dict[str, Any]:
+    acc = metrics.cross_view_accuracy(emb[probes], emb[gallery], subjects[probes], subjects[gallery], views[probes],
+                                      views[gallery], view_list, max_rank=CMC_RANKS, metric=metric)
+    per_view = metrics.view_average(acc, protocol.exclude_identical_view)  # (V, ranks)
+    cmc = metrics.mean_over_views(per_view)
+    out: dict[str, Any] = {
+        "num_probes": int(probes.sum()), "num_gallery": int(gallery.sum()),
+        "rank1_incl_identical": metrics.mean_over_views(metrics.view_average(acc[..., 0], False)),
+        "per_view": {f"rank{k}": per_view[:, k - 1].tolist() for k in protocol.ranks},
+        "matrix": {"rank1": acc[..., 0].tolist()},
+        "cmc": np.asarray(cmc).tolist(),
+    }
+    for k in protocol.ranks:
+        out[f"rank{k}"] = float(np.asarray(cmc)[k - 1])
+    if protocol.reid:
+        res = metrics.retrieval_metrics(emb[probes], emb[gallery], subjects[probes], subjects[gallery],
+                                        views[probes], views[gallery], metric=metric, max_rank=CMC_RANKS)
+        out["reid"] = {"rank1": 100 * float(res.cmc[0]), "mAP": 100 * res.mean_ap, "mINP": 100 * res.mean_inp,
+                       "cmc": (100 * res.cmc).tolist(), "num_valid": res.num_valid}
+    return out
+
+
+def headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The cells of the paper's table: R-1 per probe set (+ Mean for CASIA-B, + Overall R-5 for SUSTech1K)."""
+    cells = {name: s["rank1"] for name, s in sets.items() if name != protocol.overall}
+    if protocol.mean_column:
+        cells["Mean"] = float(np.mean(list(cells.values())))
+    if protocol.overall:
+        overall = sets[protocol.overall]
+        cells.update({"R-1": overall["rank1"], "R-5": overall.get("rank5", float("nan"))})
+    return cells
