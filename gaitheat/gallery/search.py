@@ -33,6 +33,7 @@ import numpy as np
 from gaitheat.atomic import atomic_write_text
 
 DEFAULT_CHUNK = 8192  # gallery rows per distance block: (Q, chunk, P) floats at a time
+PCA_SAMPLE = 20_000  # rows that fit the projection (330 MB at 256 x 16); the index trains on more, projected
 
 
 def strip_distances(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -181,7 +182,7 @@ def fit_pca(sample: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, n
     """
     rng = np.random.default_rng(seed)
     mean = sample.mean(0)
-    x = sample - mean
+    x = sample - mean  # (n, F); n is capped by the caller (PCA_SAMPLE)
     basis = x @ rng.standard_normal((x.shape[1], dims + 16), dtype=np.float32)  # (n, dims+16)
     for _ in range(2):
         basis, _ = np.linalg.qr(x @ (x.T @ basis))
@@ -212,8 +213,8 @@ class _Projection:
 
 def _write_raw(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shape: tuple[int, int], folder: Path,
                params: FaissParams, rng: np.random.Generator) -> np.ndarray:
-    """Pass one: raw vectors and ids to disk; returns a random training sample (n, D*P) (maybe empty)."""
-    take = params.train_size / max(total, 1) if params.factory != "Flat" else 0.0
+    """Pass one: raw vectors and ids to disk; returns a random sample (n, D*P) to fit the projection."""
+    take = min(params.train_size, PCA_SAMPLE) / max(total, 1) if params.pca_dim else 0.0
     samples: list[np.ndarray] = [np.empty((0, int(np.prod(shape))), dtype=np.float32)]
     ids_out = np.lib.format.open_memmap(folder / "ids.npy", mode="w+", dtype=np.int64, shape=(total,))
     written = 0
@@ -253,11 +254,13 @@ def build_faiss_index(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: in
         mean, components = fit_pca(sample, params.pca_dim, seed)
         np.savez(folder / "pca.npz", mean=mean, components=components)
         projection = _Projection(mean, components)
-    index = faiss.index_factory(projection.dim or int(np.prod(shape)), params.factory, faiss.METRIC_L2)
-    if not index.is_trained:
-        index.train(projection(sample.reshape(len(sample), *shape)))
     del sample
+    index = faiss.index_factory(projection.dim or int(np.prod(shape)), params.factory, faiss.METRIC_L2)
     store = RawStore(folder / "vectors.raw", (total, *shape), params.raw_dtype)
+    if not index.is_trained:
+        rows = np.sort(rng.choice(total, min(total, params.train_size), replace=False))
+        index.train(np.concatenate([projection(store.rows(rows[s:s + 10_000]))
+                                    for s in range(0, len(rows), 10_000)]))
     for start in range(0, total, 20_000):
         index.add(projection(store.block(start, min(total, start + 20_000))))
     store.close()
