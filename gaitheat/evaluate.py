@@ -2,9 +2,9 @@
 
 Pipeline: load the checkpoint (:func:`gaitheat.train.load_model`) -> choose the protocol and its test
 subjects -> embed every gallery/probe sequence (all frames in order, the first 720 at most, per-sequence
-min-max normalisation, deterministic PGHA in eval mode, zero-padded batches with lengths) -> metrics
-per named probe set (:mod:`gaitheat.metrics`) -> a plain, JSON-ready results dict that
-:mod:`gaitheat.report` prints and writes.
+min-max normalisation, deterministic PGHA in eval mode; zero-padded batches with lengths on CUDA, one
+sequence at a time on CPU) -> metrics per named probe set (:func:`gaitheat.protocols.evaluate_embeddings`)
+-> a plain, JSON-ready results dict that :mod:`gaitheat.report` prints and writes.
 
 Under torchrun each rank embeds the records ``rank::world_size`` and the embeddings are gathered by
 record index, so no record is duplicated or lost whatever the world size.
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gaitheat.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
+
 
 def _device_of(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
     import torch
@@ -376,9 +377,10 @@ def evaluate_checkpoint(
     try:
         model, trained_cfg, info = load_model(checkpoint, map_location=info_dist.device)
         cfg = cfg or trained_cfg
-        root = Path(data_root or cfg.data.root)
-        if not str(root) or not root.is_dir():
-            raise ValueError(f"data root {str(root)!r} is not a folder (set --data-root or data.root)")
+        raw_root = str(data_root or cfg.data.root)
+        root = Path(raw_root)
+        if not raw_root or not root.is_dir():
+            raise ValueError(f"data root {raw_root!r} is not a folder (set --data-root or data.root)")
         protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
         gamma = choose_gamma(protocol, cfg.model.gamma_deg, trained_cfg.model.gamma_deg)
         if isinstance(model, GaitHeat):
