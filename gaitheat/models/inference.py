@@ -48,7 +48,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-def optimise_for_inference(model: GaitHeat, *, fold_bn: bool = True, channels_last: bool = True) -> GaitHeat:
+def optimise_for_inference(
+    model: GaitHeat, *, fold_bn: bool = True, channels_last: bool = True, compile: bool = False
+) -> GaitHeat:
     """A copy of ``model`` for embedding only: eval mode, BN folded, channels-last, no gradients.
 
     Args:
@@ -56,6 +58,10 @@ def optimise_for_inference(model: GaitHeat, *, fold_bn: bool = True, channels_la
         fold_bn: fold BatchNorm into the convs.
         channels_last: store conv weights channels-last (NHWC), which oneDNN and cuDNN run with
             fewer layout conversions.
+        compile: wrap ``embed`` in ``torch.compile`` with weight freezing (Inductor pre-packs the conv
+            weights and fuses the element-wise ops). Pays off only for long jobs: the first call
+            compiles for about 1.5 minutes on 2 CPU cores, and a second distinct input shape
+            recompiles once with dynamic shapes.
     Returns:
         the optimised copy; call its ``embed`` under ``torch.inference_mode()``.
     """
@@ -66,4 +72,6 @@ def optimise_for_inference(model: GaitHeat, *, fold_bn: bool = True, channels_la
         fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for p in fast.parameters():
         p.requires_grad_(False)
+    if compile:
+        fast.embed = torch.compile(fast.embed, options={"freezing": True})  # type: ignore[method-assign]
     return fast
