@@ -252,7 +252,7 @@ def evaluate_embeddings(
     Returns:
         ``{"protocol", "distance", "views", "sets": {name: {...}}, "headline": {...}}``; every value is
         a percentage. Per set: ``rank1`` (and ``rank5``) gait-style with the protocol's view rule,
-        ``rank1_incl_identical``, ``per_view`` and ``matrix`` (probe view x gallery view, rank 1),
+        ``rank1_incl_identical``, ``per_view`` and ``matrix`` (probe view x gallery view, per reported rank),
         ``cmc`` (gait-style, ranks 1..20) and, for re-ID protocols, ``reid`` with rank1/mAP/mINP/cmc.
     """
     subjects_a, conditions_a = np.asarray(subjects).astype(str), np.asarray(conditions).astype(str)
@@ -287,7 +287,7 @@ def _evaluate_set(protocol: Protocol, emb: np.ndarray, subjects: np.ndarray, vie
         "num_probes": int(probes.sum()), "num_gallery": int(gallery.sum()),
         "rank1_incl_identical": metrics.mean_over_views(metrics.view_average(acc[..., 0], False)),
         "per_view": {f"rank{k}": per_view[:, k - 1].tolist() for k in protocol.ranks},
-        "matrix": {"rank1": acc[..., 0].tolist()},
+        "matrix": {f"rank{k}": acc[..., k - 1].tolist() for k in protocol.ranks},
         "cmc": np.asarray(cmc).tolist(),
     }
     for k in protocol.ranks:

@@ -167,9 +167,10 @@ def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         for key, per_view in s["per_view"].items():
             rows += [{"set": name, "metric": f"{key}_per_view", "probe_view": v, "value": x}
                      for v, x in zip(views, per_view, strict=True)]
-        for i, row in enumerate(s["matrix"]["rank1"]):
-            rows += [{"set": name, "metric": "rank1_cell", "probe_view": views[i], "gallery_view": views[j],
-                      "value": x} for j, x in enumerate(row)]
+        for key, matrix in s["matrix"].items():
+            for i, row in enumerate(matrix):
+                rows += [{"set": name, "metric": f"{key}_cell", "probe_view": views[i], "gallery_view": views[j],
+                          "value": x} for j, x in enumerate(row)]
     for row in rows:
         row["protocol"] = protocol
         value = row["value"]

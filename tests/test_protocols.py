@@ -154,4 +154,6 @@ def test_ccpg_and_sustech1k_report_their_labelled_numbers() -> None:
     assert {"R-1", "R-5", "NM", "BG", "NG"} <= set(res["headline"])
     assert res["sets"]["BG"]["num_probes"] == 3 * 2 * 2  # 01-bg and 02-bg-nt
     assert res["sets"]["Overall"]["num_probes"] == 3 * 3 * 2
+    assert set(res["sets"]["Overall"]["matrix"]) == {"rank1", "rank5"}
+    assert res["headline"]["R-5"] == res["sets"]["Overall"]["rank5"] >= res["headline"]["R-1"]
     assert np.isnan(res["sets"]["CL"]["rank1"])  # no clothing probes in this store
