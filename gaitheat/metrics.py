@@ -1,9 +1,10 @@
 """Retrieval metrics for gait recognition: distances, CMC, mAP, mINP and cross-view accuracy.
 
 Pure, vectorised numpy; everything is chunked over probes so that memory stays bounded by
-``chunk_bytes`` plus the inputs, whatever Q and N are (20,000 x 20,000 embeddings of 256 x 16 run in
-about 1 GB). Definitions follow OpenGait's evaluator (``opengait/evaluation/metric.py``), which
-FastPoseGait and the GaitHeat paper use (evaluation_protocols.md §2.2, §2.8):
+``chunk_bytes`` plus the inputs, whatever Q and N are: 20,000 x 20,000 embeddings of 256 x 16 peak at
+about 1.3 GB RSS, 0.66 GB of it the inputs themselves (``benchmarks/metrics.py``). Definitions follow
+OpenGait's evaluator (``opengait/evaluation/metric.py``), which FastPoseGait and the GaitHeat paper
+use (evaluation_protocols.md §2.2, §2.8):
 
 * distance ``euc``: d(x, y) = (1/P) Σ_p ||x_p − y_p||₂ (per-strip Euclidean, averaged over strips);
   ``cos``: 1 − (1/P) Σ_p <x̂_p, ŷ_p> with each strip L2-normalised;
