@@ -1,17 +1,76 @@
-"""`gaitheat identify`: placeholder until issue 5 (gallery) lands."""
+"""`gaitheat identify`: who is walking in a video, against a gallery (open set: "unknown" beyond the threshold)."""
 
 from __future__ import annotations
 
 import argparse
-
-from gaitheat.cli import not_available
+import json
+import sys
 
 HELP = "Identify the people walking in a video against a gallery."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    from gaitheat.cli.enrol import add_pipeline_arguments
+
+    parser.add_argument("video", metavar="VIDEO", help="video, frame folder or .ghs heatmap file")
+    parser.add_argument("--gallery", required=True, metavar="G", help="gallery database")
+    parser.add_argument("--top-k", type=int, default=5, metavar="K", help="names listed per person (default 5)")
+    parser.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
+    parser.add_argument("--show", metavar="OUT", help="draw boxes and names on the video (.mp4, .avi or .gif)")
+    parser.add_argument("--threshold", type=float, help="open-set distance threshold (default: the calibrated one)")
+    parser.add_argument("--search", choices=["auto", "exact", "faiss"], default="auto",
+                        help="auto: exact up to 50,000 embeddings, FAISS above")
+    add_pipeline_arguments(parser)
+
+
+def format_table(results: list) -> str:  # type: ignore[type-arg]
+    lines = [f"{'track':>5} {'frames':>13} {'label':<16} {'best':>7}  top matches"]
+    for r in results:
+        t = r.track
+        best = f"{r.matches[0][1]:.3f}" if r.matches else "-"
+        top = ", ".join(f"{n} {d:.3f}" for n, d in r.matches)
+        span = f"{t.frame_indices[0]}-{t.frame_indices[-1]}"
+        lines.append(f"{t.track_id:>5} {span:>13} {r.label:<16} {best:>7}  {top}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("identify", "issue 5 (gallery)")
+    from gaitheat.atomic import atomic_write_text
+    from gaitheat.cli import UserError
+    from gaitheat.cli.enrol import load_pipeline
+    from gaitheat.gallery.db import GalleryDB, GalleryError
+    from gaitheat.gallery.index import open_searcher
+    from gaitheat.gallery.service import extract_tracks, identify_tracks
+
+    if args.top_k < 1:
+        raise UserError("--top-k must be >= 1")
+    if args.show and not args.show.lower().endswith((".mp4", ".avi", ".gif")):
+        raise UserError(f"--show {args.show}: use a .mp4, .avi or .gif file name")
+    try:
+        with GalleryDB(args.gallery) as db:
+            embedder, cfg = load_pipeline(args, db)
+            searcher = open_searcher(db, args.search)
+            threshold = args.threshold if args.threshold is not None else db.threshold
+            if threshold is None:
+                print("warning: the gallery has no calibrated threshold (run `gaitheat gallery calibrate`); "
+                      "every person gets their nearest name", file=sys.stderr)
+            tracks = extract_tracks([args.video], embedder, cfg, progress=not args.no_progress)
+            results = identify_tracks(searcher, tracks, args.top_k, threshold)
+            report = {"gallery": str(db.path), "video": args.video, "model_sha256": embedder.sha256,
+                      "threshold": threshold, "search": searcher.kind, "people": len(db.people()),
+                      "tracks": [r.to_json() for r in results]}
+    except GalleryError as exc:
+        raise UserError(str(exc)) from exc
+    print(format_table(results) if results else f"{args.video}: nobody walking was found")
+    if args.json == "-":
+        print(json.dumps(report, indent=1))
+    elif args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=1))
+    if args.show:
+        from gaitheat.gallery.show import render_identities
+
+        if not args.video.endswith(".ghs"):
+            render_identities(args.video, results, args.show)
+        else:
+            raise UserError("--show needs the source video, not a .ghs file")
+    return 0

@@ -80,8 +80,18 @@ class Track:
         return len(self.frame_indices)
 
 
-def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg: Any = None) -> list[Track]:
-    """Every tracked person of every input, embedded (inputs without a person give no track)."""
+def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg: Any = None,
+                   progress: bool = False) -> list[Track]:
+    """Every tracked person of every input, embedded (inputs without a person give no track).
+
+    Args:
+        inputs: videos, frame folders, images or ``.ghs`` heatmap files.
+        embedder: the loaded checkpoint.
+        extract_cfg: :class:`gaitheat.extract.ExtractConfig` (defaults when None).
+        progress: a progress bar over the inputs on stderr.
+    """
+    from tqdm import tqdm
+
     from gaitheat.extract import ExtractConfig, build_pose, extract_video
     from gaitheat.storage import StoreError, read_sequence
     from gaitheat.video import VideoError
@@ -89,7 +99,9 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
     cfg = extract_cfg or ExtractConfig()
     pose = None
     out: list[Track] = []
-    for path in map(Path, inputs):
+    for path in tqdm([Path(p) for p in inputs], desc="extract", unit="video", disable=not progress):
+        if not path.exists():
+            raise GalleryError(path, "no such video")
         if path.suffix == ".ghs":
             seq = read_sequence(path)  # StoreError names the file
             found = [(-1, seq)]

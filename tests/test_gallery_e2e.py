@@ -1,0 +1,115 @@
+"""Enrol and identify end to end on synthetic walker videos, through the real pipeline and the CLI.
+
+synthetic videos (gaitheat.synth) -> extract_video (detector, tracker, BlazePose via LiteRT) -> a tiny
+GaitHeat trained here on the enrolled identities -> SQLite gallery -> calibrated open-set threshold
+-> identify. Two people are never enrolled nor trained on: one calibrates the threshold as a
+stranger, the other must come out "unknown".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from gaitheat.cli import main
+
+ENROLLED = ("001", "002", "003", "004")
+STRANGER_CAL, STRANGER_TEST = "005", "006"
+VIEW = "090"
+STEPS = 60
+
+
+def _video(root: Path, subject: str, condition: str) -> Path:
+    from gaitheat.synth.dataset import sequence_paths
+
+    return sequence_paths(root / "videos", subject, condition, VIEW)[0]
+
+
+def _csv(path: Path, rows: list[tuple[str, Path]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([("name", "video"), *((n, str(v)) for n, v in rows)])
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Videos of six walkers and a checkpoint trained on the four enrolled ones."""
+    from gaitheat.config import load_config
+    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.extract import ExtractConfig, extract_to_store
+    from gaitheat.synth import write_dataset
+    from gaitheat.train import train
+
+    root = tmp_path_factory.mktemp("gallery-e2e")
+    write_dataset(root / "videos", [*ENROLLED, STRANGER_CAL, STRANGER_TEST], ["nm-01", "nm-02", "nm-03"], [VIEW],
+                  frames=32, seed=11, difficulty=0.2, workers=1, progress=False)
+    cfg = ExtractConfig(frame_stride=2, min_frames=6)
+    (root / "extract.yaml").write_text("frame_stride: 2\nmin_frames: 6\n")
+    training = [_video(root, s, c) for s in ENROLLED for c in ("nm-01", "nm-02", "nm-03")]
+    summary = extract_to_store(training, root / "store", cfg, workers=1, progress=False)
+    assert summary["failed"] == 0 and summary["tracks"] == len(training)
+    exp = load_config(ExperimentConfig, "cpu-small", [
+        f"data.root={root / 'store'}", f"train.out={root / 'run'}", f"train.steps={STEPS}",
+        f"train.milestones=[{int(STEPS * 0.8)}]", f"train.checkpoint_every={STEPS}"])
+    return {"root": root, "checkpoint": train(exp, device="cpu"), "extract": root / "extract.yaml"}
+
+
+@pytest.mark.slow
+def test_enrol_calibrate_identify_known_and_unknown(world: dict[str, Path], capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    root, ckpt = world["root"], str(world["checkpoint"])
+    gallery = str(root / "people.db")
+    common = ["--extract-config", str(world["extract"]), "--no-progress"]
+    enrol_csv = _csv(root / "enrol.csv", [(s, _video(root, s, "nm-01")) for s in ENROLLED])
+    assert main(["enrol", "--gallery", gallery, "--checkpoint", ckpt, "--from-csv", str(enrol_csv), *common]) == 0
+    assert main(["gallery", "list", gallery]) == 0
+    listing = capsys.readouterr().out
+    assert all(s in listing for s in ENROLLED)
+
+    cal_csv = _csv(root / "calibrate.csv", [(s, _video(root, s, "nm-02")) for s in ENROLLED]
+                   + [(STRANGER_CAL, _video(root, STRANGER_CAL, c)) for c in ("nm-01", "nm-02", "nm-03")])
+    assert main(["gallery", "calibrate", gallery, "--from-csv", str(cal_csv), *common]) == 0
+    out = capsys.readouterr().out
+    assert "EER" in out and "threshold" in out
+
+    results = {}
+    for subject in ("002", STRANGER_TEST):
+        report = root / f"{subject}.json"
+        shown = root / f"{subject}.gif"
+        assert main(["identify", "--gallery", gallery, str(_video(root, subject, "nm-03")), "--top-k", "3",
+                     "--json", str(report), "--show", str(shown), *common]) == 0
+        data = json.loads(report.read_text())
+        assert len(data["tracks"]) == 1 and len(data["tracks"][0]["matches"]) == 3
+        assert shown.stat().st_size > 1000
+        results[subject] = data["tracks"][0]
+    assert results["002"]["label"] == "002", results
+    assert results[STRANGER_TEST]["label"] == "unknown", results
+    table = capsys.readouterr().out
+    assert "002" in table and "unknown" in table
+
+
+@pytest.mark.slow
+def test_another_checkpoint_is_refused(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    root = world["root"]
+    gallery = str(root / "refuse.db")
+    video = str(_video(root, "001", "nm-01"))
+    common = ["--extract-config", str(world["extract"]), "--no-progress"]
+    assert main(["enrol", "--gallery", gallery, "--checkpoint", str(world["checkpoint"]), "--name", "001", video,
+                 *common]) == 0
+    other = root / "other.pt"
+    payload = torch.load(world["checkpoint"], map_location="cpu", weights_only=False)
+    payload["step"] = int(payload["step"]) + 1  # different bytes, different model checksum
+    torch.save(payload, other)
+    capsys.readouterr()
+    assert main(["enrol", "--gallery", gallery, "--checkpoint", str(other), "--name", "002", video, *common]) == 2
+    err = capsys.readouterr().err
+    assert "embeddings of different models cannot be compared" in err
+    assert main(["identify", "--gallery", gallery, "--checkpoint", str(other), video, *common]) == 2
+    assert main(["gallery", "stats", gallery, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["people"] == 1 and stats["embeddings"] == 1
