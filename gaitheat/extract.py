@@ -121,6 +121,7 @@ class VideoReport:
     tracks: list[TrackSequence]
     rejected_tracks: list[dict[str, Any]]
     person_frames: int = 0  # pose calls that found a person
+    expected_frames: int = 0  # what the container announced (after max_frames and frame_stride)
 
 
 # ------------------------------------------------------------------------------------ dataset naming
@@ -236,7 +237,8 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
         carried = found["boxes"]
         if on_frame is not None:
             on_frame(frame.index)
-    report = VideoReport(str(source), frames, [], [], person_frames)
+    announced = min(info.num_frames, cfg.max_frames or info.num_frames)
+    report = VideoReport(str(source), frames, [], [], person_frames, -(-announced // cfg.frame_stride))
     _finish_tracks(report, tracks, source, info, pose, cfg)
     return report
 
@@ -418,6 +420,9 @@ def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: 
         record["error"] = str(exc)
         return record
     record.update(frames=report.frames, person_frames=report.person_frames, rejected_tracks=report.rejected_tracks)
+    if report.frames < report.expected_frames:
+        record["warning"] = (f"{source}: decoded {report.frames} of the {report.expected_frames} frames the file "
+                             "announces (truncated or corrupt after that point)")
     if not report.tracks:
         reasons = "; ".join(f"track {r['track_id']}: {r['reason']}" for r in report.rejected_tracks[:5])
         record["error"] = (f"{source}: no person sequence found in {report.frames} frames"

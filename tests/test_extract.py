@@ -129,10 +129,14 @@ def test_bad_inputs_fail_clearly_and_the_batch_goes_on(clips: list[Path], tmp_pa
     (bad / "zero.avi").write_bytes(b"")
     (bad / "text.avi").write_text("definitely not a video\n" * 50)
     write_nobody(bad / "nobody.avi")
+    data = clips[2].read_bytes()
+    (bad / "005-nm-01-090.avi").write_bytes(data[: len(data) // 2])  # truncated mid-stream
     cfg = load_config(ExtractConfig, None, FAST)
-    summary = extract_to_store([bad / "zero.avi", bad / "text.avi", bad / "nobody.avi", clips[0]],
-                               tmp_path / "store", cfg)
-    assert (summary["videos"], summary["done"], summary["failed"]) == (4, 1, 3)
+    summary = extract_to_store([bad / "zero.avi", bad / "text.avi", bad / "nobody.avi", bad / "005-nm-01-090.avi",
+                                clips[0]], tmp_path / "store", cfg)
+    assert (summary["videos"], summary["done"] + summary["failed"]) == (5, 5) and summary["failed"] >= 3
+    truncated = next(r for r in summary["inputs"] if r["source"].endswith("005-nm-01-090.avi"))
+    assert "truncated" in truncated["warning"] and truncated["frames"] < 24
     errors = {Path(f["source"]).name: f["error"] for f in summary["failures"]}
     assert "zero.avi" in errors["zero.avi"] and "empty file" in errors["zero.avi"]
     assert "cannot open it as a video" in errors["text.avi"]
