@@ -95,8 +95,14 @@ class ExtractConfig:
     created: str = ""
 
     def __post_init__(self) -> None:
-        if self.detector not in ("blazepose", "mog2", "boxes"):
-            raise ValueError(f"detector must be blazepose, mog2 or boxes, got {self.detector!r}")
+        from gaitheat.pose import POSE_BACKENDS
+        from gaitheat.track import TRACKERS
+
+        choices = {"pose": tuple(POSE_BACKENDS), "detector": ("blazepose", "mog2", "boxes"),
+                   "tiles": ("auto", "always", "never"), "tracker": TRACKERS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if self.detector == "boxes" and not self.boxes_file:
             raise ValueError("detector 'boxes' needs boxes_file")
         if self.detect_every < 1 or self.frame_stride < 1 or self.min_frames < 1:

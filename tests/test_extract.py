@@ -94,6 +94,10 @@ def test_config_is_strict_and_validated(tmp_path: Path) -> None:
         load_config(ExtractConfig, None, ["min_scor=0.5"])
     with pytest.raises(ConfigError, match="boxes_file"):
         load_config(ExtractConfig, None, ["detector=boxes"])
+    with pytest.raises(ConfigError, match="bytetrack"):
+        load_config(ExtractConfig, None, ["tracker=deepsort"])
+    with pytest.raises(ConfigError, match="blazepose"):
+        load_config(ExtractConfig, None, ["pose=openpose"])
 
 
 def test_discover_and_shard(tmp_path: Path) -> None:
