@@ -17,6 +17,12 @@ from typing import IO
 TMP_MARKER = ".tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     # Directory fsync makes the rename itself durable; not all platforms allow opening a directory.
     with contextlib.suppress(OSError):
@@ -39,6 +45,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TMP_MARKER}", dir=target.parent)
     try:
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would have
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

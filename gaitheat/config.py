@@ -15,6 +15,7 @@ constructor arguments at the edge (style §4, §5).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -153,7 +154,7 @@ def to_dict(obj: Any) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with ``a.b=c`` overrides applied (``c`` is parsed as YAML)."""
-    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    out = copy.deepcopy(dict(data))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key.path=value")

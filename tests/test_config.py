@@ -91,3 +91,8 @@ def test_configs_are_frozen() -> None:
     cfg = from_dict(Outer, {})
     with pytest.raises(AttributeError):
         cfg.name = "y"  # type: ignore[misc]
+
+
+def test_overrides_keep_mapping_order() -> None:
+    data = apply_overrides({"probes": {"zeta": [1], "alpha": [2]}}, ["probes.mid=[3]"])
+    assert list(data["probes"]) == ["zeta", "alpha", "mid"]

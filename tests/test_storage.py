@@ -216,3 +216,10 @@ while True:
         assert read_sequence(file).num_frames == 400
     rows, errors = scan_store(tmp_path)
     assert not errors
+
+
+def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
+    path = write_sequence(tmp_path / "p.ghs", make_sequence(t=2))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
