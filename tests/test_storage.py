@@ -214,7 +214,7 @@ while True:
     assert finished, "the writer should have completed some files before the kill"
     for file in finished:
         assert read_sequence(file).num_frames == 400
-    rows, errors = scan_store(tmp_path)
+    _rows, errors = scan_store(tmp_path)
     assert not errors
 
 
