@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,13 +46,13 @@ class GallerySearcher:
     Attributes:
         searcher: :class:`ExactSearcher` or :class:`FaissSearcher` over the gallery's rows.
         ids: (N,) embedding ids of the searcher's rows.
-        person_of: embedding id -> person name.
+        names_of: embedding ids -> {id: person name} (a dict for small galleries, the database for large).
         generation: database generation the searcher was built from.
     """
 
     searcher: ExactSearcher | FaissSearcher
     ids: np.ndarray
-    person_of: dict[int, str]
+    names_of: Callable[[np.ndarray], dict[int, str]]
     generation: int
 
     @property
@@ -66,10 +67,11 @@ class GallerySearcher:
         want = min(len(self), max(4 * k, 16))
         while True:
             dist, rows = self.searcher.search(query[None], want)
+            found = self.ids[rows[0][rows[0] >= 0]]
+            names = self.names_of(found)
             ranked: dict[str, float] = {}
-            for d, r in zip(dist[0], rows[0], strict=True):
-                if r >= 0:
-                    ranked.setdefault(self.person_of[int(self.ids[r])], float(d))
+            for d, e in zip(dist[0], found, strict=False):
+                ranked.setdefault(names[int(e)], float(d))
             if len(ranked) >= k or want >= len(self):
                 return list(ranked.items())[:k]
             want = min(len(self), want * 4)  # people with many sequences crowded the list: widen it
@@ -83,11 +85,13 @@ def open_searcher(db: GalleryDB, kind: SearchKind = "auto", params: FaissParams 
     use_faiss = kind == "faiss" or (kind == "auto" and n > EXACT_LIMIT)
     if not use_faiss:
         matrix = db.load_matrix()
-        person_of = {int(e): matrix.names[p] for e, p in zip(matrix.ids, matrix.person_index, strict=True)}
-        return GallerySearcher(ExactSearcher(matrix.vectors), matrix.ids, person_of, matrix.generation)
+        table = {int(e): matrix.names[p] for e, p in zip(matrix.ids, matrix.person_index, strict=True)}
+        return GallerySearcher(ExactSearcher(matrix.vectors), matrix.ids,
+                               lambda ids: {int(e): table[int(e)] for e in ids}, matrix.generation)
     folder = current_index(db) or build_index(db, params)
     searcher = FaissSearcher(folder)
-    return GallerySearcher(searcher, searcher.ids, db.people_of(searcher.ids), _folder_generation(folder))
+    # names are looked up per query: a million-row id -> name table would cost more than the search
+    return GallerySearcher(searcher, searcher.ids, db.people_of, _folder_generation(folder))
 
 
 def _folder_generation(folder: Path) -> int:
