@@ -2,6 +2,13 @@
 
 Both are exact up to float rounding. :func:`optimise_for_inference` returns a new model and leaves
 the trained one untouched (a folded model has no BatchNorm left to train).
+
+Channels-last is for inference only. On CPU (torch 2.13), BatchNorm in *training* mode on a
+channels-last tensor computes its batch statistics with visibly less precision: measured against
+float64, a channels-last training step of the tiny test model has gradients off by up to 3.6 %
+(BN weights) where NCHW is off by 2e-5, and a lone BatchNorm2d on inputs of mean 3 and std 0.03
+is off by 7e-4 where NCHW is off by 5e-6. Training therefore stays NCHW; with BN folded there is no
+BatchNorm left at inference, and the channels-last embedding matches NCHW to 1e-6.
 """
 
 from __future__ import annotations
