@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gaitheat.models.align import (
     align_heatmaps,
@@ -151,3 +153,27 @@ def test_keeps_dtype_and_rejects_bad_shapes() -> None:
         align_heatmaps(heat[0])
     with pytest.raises(ValueError, match="mode"):
         align_heatmaps(heat, mode="three_pass")  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    degrees=st.floats(-40, 40),
+    dx=st.floats(-6, 6),
+    dy=st.floats(-4, 4),
+    mode=st.sampled_from(["composite", "two_pass"]),
+)
+def test_any_pose_lands_on_target_with_given_keypoints(degrees: float, dx: float, dy: float, mode: str) -> None:
+    points = tilted_skeleton(degrees) + np.array([dx, dy])
+    keypoints = torch.from_numpy(points).float()[None]
+    out = align_heatmaps(render(points)[None], keypoints, gamma_deg=-1.0, mode=mode)[0]  # type: ignore[arg-type]
+    neck, tilt = spine_of(centroids(out))
+    assert abs(tilt) < 0.5
+    assert np.hypot(*(neck - (24, 16))) < 0.3
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_alignment_on_cuda_matches_cpu() -> None:
+    heat = render(np.round(tilted_skeleton(20)))[None]
+    gpu = align_heatmaps(heat.cuda(), training=False).cpu()
+    assert torch.allclose(gpu, align_heatmaps(heat, training=False), atol=1e-4)

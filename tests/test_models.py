@@ -156,3 +156,30 @@ def test_bad_inputs_raise_clear_errors() -> None:
         GaitHeat(K, groups=((0, 17),))
     with pytest.raises(KeyError, match="registered models"):
         build_model(dataclasses.replace(TINY, name="gaitset"), num_classes=K)
+
+
+def test_bf16_autocast_forward_on_cpu() -> None:
+    model = build_model(TINY, num_classes=K).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch(2, 2))
+    loss, _ = gait_loss(out, torch.tensor([0, 1]), TrainConfig())
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp16_autocast_training_and_eval() -> None:
+    model = build_model(TINY, num_classes=K).cuda().train()
+    x = batch(2, 3).cuda()
+    with torch.autocast("cuda", dtype=torch.float16):
+        out = model(x, torch.tensor([3, 2], device="cuda"))
+    loss, _ = gait_loss(out, torch.tensor([0, 1], device="cuda"), TrainConfig())
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.inference_mode():
+        gpu = model.embed(x).cpu()
+        cpu = model.cpu().embed(x.cpu())
+    assert torch.allclose(gpu, cpu, atol=1e-4)
