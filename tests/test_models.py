@@ -43,7 +43,7 @@ def test_forward_backward_shapes_and_finite_gradients(name: str, heatmaps: torch
         assert float(out.logits[branch].detach().abs().max()) <= 1 + 1e-5  # cosines
     assert out.embedding.shape == (B, 8, 16)
     loss, _ = gait_loss(out, torch.tensor([0, 0, 1, 1]), TrainConfig())
-    assert torch.isfinite(loss) and float(loss) > 0
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"{pname} got no gradient"
