@@ -64,7 +64,7 @@ def test_full_width_parameter_count() -> None:
 
 def test_initialisation_matches_the_official_scale() -> None:
     model = build_model(TINY, num_classes=K)
-    fc = model.heads["fusion"].fc.weight  # (P, C, D) = (16, 32, 8): bound sqrt(6 / (32*8 + 16*8))
+    fc = model.heads["fusion"].fc.weight.detach()  # (P, C, D) = (16, 32, 8): bound sqrt(6 / (32*8 + 16*8))
     bound = (6 / (32 * 8 + 16 * 8)) ** 0.5
     assert float(fc.abs().max()) <= bound and float(fc.abs().max()) > 0.8 * bound
     bn = model.stages[0].bn
