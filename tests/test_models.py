@@ -183,3 +183,14 @@ def test_cuda_fp16_autocast_training_and_eval() -> None:
         gpu = model.embed(x).cpu()
         cpu = model.cpu().embed(x.cpu())
     assert torch.allclose(gpu, cpu, atol=1e-4)
+
+
+@pytest.mark.parametrize("lengths", [None, [4, 2, 3, 1]])
+def test_chunked_embedding_equals_one_pass(lengths: list[int] | None) -> None:
+    model = build_model(TINY, num_classes=K).eval()
+    x = batch()
+    lens = None if lengths is None else torch.tensor(lengths)
+    with torch.inference_mode():
+        whole = model.embed(x, lens, chunk_frames=1000)
+        for chunk in (1, 3, 5):
+            assert torch.allclose(model.embed(x, lens, chunk_frames=chunk), whole, atol=1e-6)

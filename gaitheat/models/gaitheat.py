@@ -204,10 +204,21 @@ class GaitHeat(nn.Module):
             per branch, (B, C, h, w) set-pooled maps.
         """
         frames, kps = self._pack(heatmaps, lengths, keypoints)
+        maps = self.frame_maps(frames, kps, generator, branches)
+        return {name: set_max(m, lengths, heatmaps.shape[0]) for name, m in maps.items()}
+
+    def frame_maps(
+        self,
+        frames: Tensor,
+        keypoints: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        branches: Sequence[str] = BRANCHES,
+    ) -> dict[str, Tensor]:
+        """PGHA, streams and trunk on packed frames: (N, J, H, W) [+ (N, J, C)] -> per branch (N, C, h, w)."""
         if self.align:
             frames = align_heatmaps(
                 frames,
-                kps,
+                keypoints,
                 neck_to=self.neck_to,
                 gamma_deg=self.gamma_deg,
                 skip_prob=self.skip_prob,
@@ -215,8 +226,7 @@ class GaitHeat(nn.Module):
                 mode=self.align_mode,
                 generator=generator,
             )
-        maps = self.trunk(self.streams(frames), branches)
-        return {name: set_max(m, lengths, heatmaps.shape[0]) for name, m in maps.items()}
+        return self.trunk(self.streams(frames), branches)
 
     def forward_head(self, features: dict[str, Tensor]) -> GaitOutput:
         """Per-branch heads over :meth:`forward_features`' output (all three branches)."""
@@ -243,13 +253,48 @@ class GaitHeat(nn.Module):
         """
         return self.forward_head(self.forward_features(heatmaps, lengths, keypoints=keypoints, generator=generator))
 
-    def embed(self, heatmaps: Tensor, lengths: Tensor | None = None, *, keypoints: Tensor | None = None) -> Tensor:
+    def embed(
+        self,
+        heatmaps: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        keypoints: Tensor | None = None,
+        chunk_frames: int = 128,
+    ) -> Tensor:
         """Retrieval embedding only: (B, T, J, H, W) -> (B, D, P), unit L2 norm per strip.
 
-        Skips the part and global heads and their pooling. Deterministic in eval mode; call it under
-        ``torch.inference_mode()`` (it does not switch modes itself).
+        Skips the part and global heads and their pooling. In eval mode the frames go through the
+        network ``chunk_frames`` at a time, folded into a running per-sequence max (set pooling is a
+        max, so the result is the same), which bounds memory: at full width about 7 MB per frame is in
+        flight, so a 720-frame sequence takes about 5 GB in one pass and under 1 GB in chunks of 128.
+        In training mode (BatchNorm batch statistics) nothing is chunked. Deterministic in eval mode;
+        call it under ``torch.inference_mode()``.
+
+        Args:
+            heatmaps: (B, T, J, H, W) normalised per sequence (zero-padded after ``lengths``).
+            lengths: (B,) valid frames per sequence, or None when all T are valid.
+            keypoints: (B, T, J, C >= 2) x, y in heatmap pixels for PGHA; None = heatmap argmax.
+            chunk_frames: frames per pass through the network in eval mode.
         """
-        features = self.forward_features(heatmaps, lengths, keypoints=keypoints, branches=("fusion",))
         head = self.heads["fusion"]
         assert isinstance(head, Head)
-        return head.neck.features(head.embed(features["fusion"]))
+        frames, kps = self._pack(heatmaps, lengths, keypoints)
+        b, t = heatmaps.shape[:2]
+        if self.training or frames.shape[0] <= chunk_frames:
+            whole = set_max(self.frame_maps(frames, kps, branches=("fusion",))["fusion"], lengths, b)
+            return head.neck.features(head.embed(whole))
+        counts = [t] * b if lengths is None else lengths.tolist()
+        sequence = torch.repeat_interleave(torch.arange(b), torch.tensor(counts))
+        pooled: list[Tensor | None] = [None] * b  # running max per sequence
+        for start in range(0, frames.shape[0], chunk_frames):
+            part = slice(start, start + chunk_frames)
+            maps = self.frame_maps(frames[part], None if kps is None else kps[part], branches=("fusion",))["fusion"]
+            in_chunk = torch.bincount(sequence[part], minlength=b).tolist()
+            for i, segment in enumerate(maps.split(in_chunk)):
+                if in_chunk[i]:
+                    best = segment.amax(0)
+                    previous = pooled[i]
+                    pooled[i] = best if previous is None else torch.maximum(previous, best)
+        if any(p is None for p in pooled):
+            raise AssertionError("every sequence has at least one frame (checked in _pack)")
+        return head.neck.features(head.embed(torch.stack(pooled)))  # type: ignore[arg-type]
