@@ -132,14 +132,15 @@ def test_open_set_curve_and_eer() -> None:
     correct = np.array([True, True, False, True, False, False])
     known = np.array([True, True, True, True, False, False])
     cal = open_set_curve(best, correct, known)
-    # at t=0.4: strangers (0.5, 0.6) rejected -> FAR 0; known accepted & correct: 3 of 4 -> FRR 0.25
-    i = int(np.searchsorted(cal.thresholds, 0.4))
+    # between 0.4 and 0.5: strangers (0.5, 0.6) rejected -> FAR 0; known accepted & correct: 3 of 4 -> FRR 0.25
+    i = int(np.searchsorted(cal.thresholds, 0.45))
+    assert cal.thresholds[i] == pytest.approx(0.45)
     assert cal.far[i] == 0.0 and cal.frr[i] == pytest.approx(0.25)
     assert cal.far[-1] == 1.0 and cal.frr[0] == 1.0
     assert 0.0 <= cal.eer <= 0.5 and cal.chosen == cal.eer_threshold
     strict = open_set_curve(best, correct, known, target_far=0.0)
-    assert strict.chosen == pytest.approx(0.4)
-    assert decide([("a", 0.45)], strict.chosen) == UNKNOWN and decide([("a", 0.35)], strict.chosen) == "a"
+    assert strict.chosen == pytest.approx(0.45)  # halfway between the last accepted and the first stranger
+    assert decide([("a", 0.46)], strict.chosen) == UNKNOWN and decide([("a", 0.44)], strict.chosen) == "a"
     with pytest.raises(ValueError, match="strangers"):
         open_set_curve(best, correct, np.ones(6, bool))
 

@@ -44,11 +44,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from gaitheat.train import train
 
     root = tmp_path_factory.mktemp("gallery-e2e")
-    write_dataset(root / "videos", [*ENROLLED, STRANGER_CAL, STRANGER_TEST], ["nm-01", "nm-02", "nm-03"], [VIEW],
-                  frames=32, seed=11, difficulty=0.2, workers=1, progress=False)
+    write_dataset(root / "videos", [*ENROLLED, STRANGER_CAL, STRANGER_TEST], ["nm-01", "nm-02", "nm-03", "nm-04"],
+                  [VIEW], frames=32, seed=11, difficulty=0.2, workers=1, progress=False)
     cfg = ExtractConfig(frame_stride=2, min_frames=6)
     (root / "extract.yaml").write_text("frame_stride: 2\nmin_frames: 6\n")
-    training = [_video(root, s, c) for s in ENROLLED for c in ("nm-01", "nm-02", "nm-03")]
+    training = [_video(root, s, c) for s in ENROLLED for c in ("nm-01", "nm-02")]  # nm-03/04 stay unseen
     summary = extract_to_store(training, root / "store", cfg, workers=1, progress=False)
     assert summary["failed"] == 0 and summary["tracks"] == len(training)
     exp = load_config(ExperimentConfig, "cpu-small", [
@@ -63,14 +63,15 @@ def test_enrol_calibrate_identify_known_and_unknown(world: dict[str, Path], caps
     root, ckpt = world["root"], str(world["checkpoint"])
     gallery = str(root / "people.db")
     common = ["--extract-config", str(world["extract"]), "--no-progress"]
-    enrol_csv = _csv(root / "enrol.csv", [(s, _video(root, s, "nm-01")) for s in ENROLLED])
+    enrol_csv = _csv(root / "enrol.csv", [(s, _video(root, s, c)) for s in ENROLLED for c in ("nm-01", "nm-02")])
     assert main(["enrol", "--gallery", gallery, "--checkpoint", ckpt, "--from-csv", str(enrol_csv), *common]) == 0
     assert main(["gallery", "list", gallery]) == 0
     listing = capsys.readouterr().out
     assert all(s in listing for s in ENROLLED)
 
-    cal_csv = _csv(root / "calibrate.csv", [(s, _video(root, s, "nm-02")) for s in ENROLLED]
-                   + [(STRANGER_CAL, _video(root, STRANGER_CAL, c)) for c in ("nm-01", "nm-02", "nm-03")])
+    # calibration: unseen nm-03 walks of the enrolled people, and a stranger's walks
+    cal_csv = _csv(root / "calibrate.csv", [(s, _video(root, s, "nm-03")) for s in ENROLLED]
+                   + [(STRANGER_CAL, _video(root, STRANGER_CAL, c)) for c in ("nm-01", "nm-02", "nm-03", "nm-04")])
     assert main(["gallery", "calibrate", gallery, "--from-csv", str(cal_csv), *common]) == 0
     out = capsys.readouterr().out
     assert "EER" in out and "threshold" in out
@@ -79,7 +80,7 @@ def test_enrol_calibrate_identify_known_and_unknown(world: dict[str, Path], caps
     for subject in ("002", STRANGER_TEST):
         report = root / f"{subject}.json"
         shown = root / f"{subject}.gif"
-        assert main(["identify", "--gallery", gallery, str(_video(root, subject, "nm-03")), "--top-k", "3",
+        assert main(["identify", "--gallery", gallery, str(_video(root, subject, "nm-04")), "--top-k", "3",
                      "--json", str(report), "--show", str(shown), *common]) == 0
         data = json.loads(report.read_text())
         assert len(data["tracks"]) == 1 and len(data["tracks"][0]["matches"]) == 3

@@ -236,7 +236,10 @@ def open_set_curve(best: np.ndarray, correct: np.ndarray, known: np.ndarray, tar
     if known.sum() == 0 or (~known).sum() == 0:
         raise ValueError("calibration needs probes of enrolled people AND of people not in the gallery "
                          f"(got {int(known.sum())} enrolled, {int((~known).sum())} strangers)")
-    thresholds = np.unique(np.concatenate([[0.0], best]))
+    # Thresholds halfway between consecutive observed distances: a threshold sitting exactly on one
+    # probe's distance would flip on the smallest change of that probe.
+    observed = np.unique(best)
+    thresholds = np.concatenate([[0.0], (observed[:-1] + observed[1:]) / 2, [observed[-1] * 1.001 + 1e-6]])
     accepted = best[None, :] <= thresholds[:, None]  # (M, Q)
     far = accepted[:, ~known].mean(1)
     frr = 1.0 - (accepted[:, known] & correct[known]).mean(1)
