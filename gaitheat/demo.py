@@ -63,10 +63,10 @@ class DemoConfig:
     train_conditions: tuple[str, ...] = ("nm-01", "nm-02", "bg-01", "cl-01")
     frames: int = 40
     frame_stride: int = 2
-    difficulty: float = 0.3
+    difficulty: float = 0.15
     seed: int = 0
     workers: int = 2
-    steps: int = 150
+    steps: int = 300
     experiment: str = "cpu-small"
 
     def subjects(self) -> tuple[list[str], list[str]]:
@@ -335,10 +335,20 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
 
 def _why(fr: dict[str, float]) -> str:
     """One paragraph on how BG and CL compare with NM, and why."""
-    return (f"Compared with NM, BG rank-1 differs by {fr['BG'] - fr['NM']:+.3f} and CL by {fr['CL'] - fr['NM']:+.3f}. "
-            "Heatmaps carry only "
-            "joint positions, so clothes colours never matter, but a swinging bag pulls wrist and elbow "
-            "estimates and a coat hides the hips and widens the torso, shifting the pose model's hip and "
-            "shoulder peaks (synthetic_walkers.md measured hips about one cell lower under a coat); the "
-            "gallery holds only normal walking, so covariate probes meet a distribution the model saw "
-            "less of.")
+    parts = [f"Compared with NM, BG rank-1 differs by {fr['BG'] - fr['NM']:+.3f} and CL by {fr['CL'] - fr['NM']:+.3f}."]
+    for name, what in (("BG", "a swinging bag mostly moves the wrist and elbow peaks (and hides a hip when it "
+                               "hangs in front of it)"),
+                       ("CL", "a coat widens the torso and upper legs, which BlazePose reads as hips about one "
+                              "cell lower")):
+        gap = fr["NM"] - fr[name]
+        if abs(gap) < 0.05:
+            parts.append(f"{name} is close to NM: {what}, but pose heatmaps keep only joint positions, so the "
+                         "silhouette change that makes this covariate hard for appearance methods mostly vanishes; "
+                         "with 8 test subjects one probe is 1/48 of a set, so differences this small are noise.")
+        elif gap > 0:
+            parts.append(f"{name} is lower than NM: {what}, and the gallery holds only normal walking, so these "
+                         "probes meet shifted joints the gallery never shows.")
+        else:
+            parts.append(f"{name} is higher than NM here: {what}, which barely moves the joints, and the "
+                         "difference is within the noise of a 48-probe set.")
+    return " ".join(parts)
