@@ -147,7 +147,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> dict[str, Any]:
+def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the demo into ``out``; returns the summary (results table, timings, paths).
 
     Raises:
@@ -164,7 +164,7 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
     runner.run("extract", lambda: _extract(root, cfg, progress))
     trained = runner.run("train", lambda: _train(root, cfg))
     scores = runner.run("evaluate", lambda: _evaluate(root, cfg, trained["checkpoint"], progress))
-    gallery = runner.run("gallery", lambda: _gallery(root, cfg, trained["checkpoint"]))
+    gallery = runner.run("gallery", lambda: _gallery(root, cfg, trained["checkpoint"], progress))
     timings = dict(runner.timings)
     report = runner.run("report", lambda: _report(root, cfg, runner.results, timings))
     runner.timings["report"] = runner.timings.get("report", 0.0)
@@ -253,45 +253,36 @@ def _evaluate(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> d
             "files": {k: str(v) for k, v in paths.items()}}
 
 
-def _gallery(root: Path, cfg: DemoConfig, checkpoint: str) -> dict[str, Any]:
+def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> dict[str, Any]:
     """Enrol every test subject's nm-01..04 sequences, then identify the walker of an unseen nm-05 video."""
-    from gaitheat.checkpoint import load_model
-    from gaitheat.evaluate import embed_sequences
-    from gaitheat.extract import extract_video
-    from gaitheat.gallery.db import GalleryDB, SequenceSource
-    from gaitheat.gallery.search import ExactSearcher
+    from tqdm import tqdm
+
+    from gaitheat.gallery.db import GalleryDB
+    from gaitheat.gallery.index import open_searcher
+    from gaitheat.gallery.service import enrol_tracks, extract_tracks, identify_tracks, load_embedder
     from gaitheat.manifest import load_manifest
-    from gaitheat.storage import read_sequence
 
     _, test = cfg.subjects()
     store, db_path = root / "store", root / "gallery.db"
-    for leftover in (db_path, db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")):
-        leftover.unlink(missing_ok=True)  # the stage rebuilds the gallery from scratch
-    model, _, info = load_model(checkpoint)
+    _remove(root, _OUTPUTS["gallery"])  # a killed earlier attempt: rebuild the gallery from scratch
+    embedder = load_embedder(checkpoint)
     rows = [r for r in load_manifest(store) if r.subject in test and r.condition in ALL_CONDITIONS[:4]]
-    with GalleryDB(db_path, create=True) as db:
-        for subject in test:
-            mine = [r for r in rows if r.subject == subject]
-            if not mine:
-                continue
-            emb = embed_sequences(model, (read_sequence(store / r.path).heatmaps for r in mine))
-            db.enrol(subject, [(e, SequenceSource(r.path, -1, r.frames)) for e, r in zip(emb, mine, strict=True)],
-                     info["sha256"], checkpoint)
-        matrix = db.load_matrix()
     truth = test[0]
     probe = root / "videos" / truth / "nm-05" / cfg.views[0] / f"{truth}-nm-05-{cfg.views[0]}.avi"
-    tracks = extract_video(probe, extract_config(cfg))
-    if not tracks:
-        raise DemoError(f"gallery: no walker found in the probe video {probe}")
-    track = max(tracks, key=lambda t: t.sequence.heatmaps.shape[0])
-    query = embed_sequences(model, [track.sequence.heatmaps])
-    dist, idx = ExactSearcher(matrix.vectors).search(query, k=len(matrix.vectors))
-    ranked: dict[str, float] = {}
-    for d, i in zip(dist[0], idx[0], strict=True):  # best distance per person, nearest first
-        ranked.setdefault(matrix.names[matrix.person_index[i]], float(d))
-    top = list(ranked.items())[:3]
-    return {"probe": str(probe), "truth": truth, "top": top, "correct": top[0][0] == truth,
-            "gallery_people": len(matrix.names), "gallery_sequences": len(matrix.vectors), "database": str(db_path)}
+    with GalleryDB(db_path, create=True) as db:
+        for subject in tqdm(test, desc="enrol", unit="person", disable=not progress):
+            paths = [store / r.path for r in rows if r.subject == subject]
+            if paths:  # the stored heatmaps of the gallery sequences: no second extraction
+                enrol_tracks(db, subject, extract_tracks(paths, embedder), embedder)
+        tracks = extract_tracks([probe], embedder, extract_config(cfg))
+        if not tracks:
+            raise DemoError(f"gallery: no walker found in the probe video {probe}")
+        found = identify_tracks(open_searcher(db), tracks, k=3, threshold=db.threshold)
+        people, sequences = len(db.people()), db.count()
+    best = max(found, key=lambda f: f.track.frames)
+    return {"probe": str(probe), "truth": truth, "top": best.matches, "label": best.label,
+            "correct": best.label == truth, "gallery_people": people, "gallery_sequences": sequences,
+            "database": str(db_path)}
 
 
 def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], timings: dict[str, float]

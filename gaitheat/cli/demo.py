@@ -8,7 +8,8 @@ HELP = "Run the whole system end to end on synthetic walkers and write a report.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo", help="working and report folder (default ./demo); reruns reuse it")
+    parser.add_argument("--out", default="demo_out",
+                        help="working and report folder (default ./demo_out); reruns reuse it")
     parser.add_argument("--json", action="store_true",
                         help="last line: one JSON object with nm_rank1, bg_rank1, cl_rank1 (fractions) and minutes")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's plan)")
