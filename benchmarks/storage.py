@@ -2,10 +2,10 @@
 
 Compares the ``.ghs`` store with the field's float16 pickles and raw float32, on realistic heatmaps:
 by default synthetic walkers (Gaussian joint peaks, sigma about 1.5-2 cells, moving smoothly on a
-walking skeleton, over a soft body-shaped shade), or real heatmaps from an extracted store
-(``--store ROOT``, e.g. BlazePose heatmaps written by ``gaitheat extract``).
+walking skeleton, over a soft body-shaped shade), or real BlazePose heatmaps extracted from a video
+in memory, before any quantisation (``--video PATH``, e.g. Debian's vtest.avi).
 
-    python benchmarks/storage.py [--frames 300] [--store ROOT] [--json]
+    python benchmarks/storage.py [--frames 300] [--video PATH] [--json]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitheat.storage import HeatmapSequence, SequenceFile, SequenceMeta, encode_sequence, iter_sequence_files
+from gaitheat.storage import HeatmapSequence, SequenceFile, SequenceMeta, encode_sequence
 
 
 def walking_heatmaps(t: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
@@ -49,17 +49,14 @@ def walking_heatmaps(t: int, seed: int = 0, noise: float = 0.0) -> np.ndarray:
     return (heat + body + speckle).astype(np.float32)
 
 
-def load_real(root: Path, limit: int) -> list[np.ndarray]:
-    out, total = [], 0
-    for file in iter_sequence_files(root):
-        heat = SequenceFile(file).read_heatmaps()
-        out.append(heat)
-        total += heat.shape[0]
-        if total >= limit:
-            break
-    if not out:
-        raise SystemExit(f"no .ghs sequences under {root}")
-    return out
+def extract_real(video: Path, frames: int) -> list[np.ndarray]:
+    """Raw float32 BlazePose heatmaps of every tracked person in the first ``frames`` video frames."""
+    from gaitheat.extract import ExtractConfig, extract_video
+
+    tracks = extract_video(video, ExtractConfig(max_frames=frames))
+    if not tracks:
+        raise SystemExit(f"nobody was tracked in the first {frames} frames of {video}")
+    return [track.sequence.heatmaps for track in tracks]
 
 
 def measure(sequences: list[np.ndarray]) -> dict[str, float]:
@@ -103,13 +100,15 @@ def measure(sequences: list[np.ndarray]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=300, help="frames of synthetic heatmaps (3 sequences)")
+    parser.add_argument("--frames", type=int, default=300,
+                        help="synthetic: frames in all (3 sequences); --video: source frames to extract")
     parser.add_argument("--noise", type=float, default=0.0, help="iid background noise std of the synthetic maps")
-    parser.add_argument("--store", type=Path, help="measure real heatmaps from this store instead")
+    parser.add_argument("--video", type=Path, help="measure real BlazePose heatmaps of this video's people")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
-    if args.store:
-        sequences, source = load_real(args.store, args.frames), f"real heatmaps from {args.store}"
+    if args.video:
+        sequences = extract_real(args.video, args.frames)
+        source = f"real BlazePose heatmaps of {args.video.name}"
     else:
         n = max(1, args.frames // 3)
         sequences = [walking_heatmaps(n, seed, args.noise) for seed in range(3)]
