@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from gaitheat.models.align import AlignMode, align_heatmaps
-from gaitheat.models.layers import BNNeck, SeparateFCs, horizontal_pool, set_max
+from gaitheat.models.layers import BNNeck, SeparateFCs, horizontal_pool, max_over, set_max
 from gaitheat.models.resnet9 import make_stage, make_stages
 
 BRANCHES = ("part", "global", "fusion")
@@ -171,16 +171,16 @@ class GaitHeat(nn.Module):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if self.fusion_stages is not None:
-                response = x.unflatten(0, (s, -1)).amax(0)
+                response = max_over(x.unflatten(0, (s, -1)), 0)
                 fused = response if fused is None else response + self.fusion_stages[i - 1](fused)
         per_stream = x.unflatten(0, (s, -1))
         out = {}
         if "part" in branches:
-            out["part"] = per_stream[:-1].amax(0)
+            out["part"] = max_over(per_stream[:-1], 0)
         if "global" in branches:
             out["global"] = per_stream[-1]
         if "fusion" in branches:
-            out["fusion"] = per_stream.amax(0) if fused is None else fused
+            out["fusion"] = max_over(per_stream, 0) if fused is None else fused
         return out
 
     def forward_features(

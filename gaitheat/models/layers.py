@@ -13,6 +13,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def max_over(x: Tensor, dim: int) -> Tensor:
+    """Element-wise max over ``dim``.
+
+    With autograd recording this is ``max(dim).values``: its backward scatters the gradient to one
+    maximum (as the official code's ``torch.max(...)[0]``), while ``amax``'s backward splits it among
+    ties and spends several extra full-size passes counting them (measured: the costliest non-conv
+    ops of a training step). Without autograd, ``amax`` skips computing indices.
+    """
+    if x.requires_grad and torch.is_grad_enabled():
+        return x.max(dim).values
+    return x.amax(dim)
+
+
 def set_max(frames: Tensor, lengths: Tensor | None, batch: int) -> Tensor:
     """Max over each sequence's frames.
 
@@ -25,8 +38,8 @@ def set_max(frames: Tensor, lengths: Tensor | None, batch: int) -> Tensor:
         (B, C, H, W).
     """
     if lengths is None:
-        return frames.unflatten(0, (batch, -1)).amax(1)
-    return torch.stack([chunk.amax(0) for chunk in frames.split(lengths.tolist())])
+        return max_over(frames.unflatten(0, (batch, -1)), 1)
+    return torch.stack([max_over(chunk, 0) for chunk in frames.split(lengths.tolist())])
 
 
 def horizontal_pool(x: Tensor, parts: int) -> Tensor:
@@ -41,7 +54,7 @@ def horizontal_pool(x: Tensor, parts: int) -> Tensor:
     if h % parts:
         raise ValueError(f"feature map height {h} is not divisible into {parts} strips")
     strips = x.reshape(b, c, parts, -1)
-    return strips.mean(-1) + strips.amax(-1)
+    return strips.mean(-1) + max_over(strips, -1)
 
 
 def xavier_3d(parts: int, fan_a: int, fan_b: int) -> Tensor:
