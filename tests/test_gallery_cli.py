@@ -80,3 +80,29 @@ def test_help_is_cheap() -> None:
             "print([m for m in ('torch', 'faiss', 'cv2', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_show_draws_held_boxes_on_real_video(media_dir: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from gaitheat.gallery.service import Identification, Track
+    from gaitheat.gallery.show import boxes_by_frame, render_identities
+
+    box = np.array([[100, 100, 200, 300]] * 3, np.float32)
+    track = Track(str(media_dir / "vtest.avi"), 3, np.array([0, 2, 4]), box, np.zeros((4, 2), np.float32))
+    result = Identification(track, "alice", [("alice", 0.3)], 0.5)
+    assert sorted(boxes_by_frame([result])) == [0, 1, 2, 3, 4]  # held over the stride's skipped frames
+    out = render_identities(media_dir / "vtest.avi", [result], tmp_path / "shown.avi", max_frames=8)
+    cap = cv2.VideoCapture(str(out))
+    frames = []
+    while (ok := cap.read())[0]:
+        frames.append(ok[1])
+    cap.release()
+    assert len(frames) == 8
+    source = cv2.VideoCapture(str(media_dir / "vtest.avi"))
+    source.read()
+    original = source.read()[1]  # frame 1
+    source.release()
+    changed = np.abs(frames[1].astype(int) - original.astype(int)).sum(-1) > 60
+    assert changed[100:300, 98:103].mean() > 0.8  # the box's left edge is drawn on frame 1
+    assert changed[400:, 500:].mean() < 0.01  # away from the box the picture is untouched (bar compression)

@@ -11,6 +11,7 @@ from gaitheat.gallery.service import UNKNOWN, Identification
 
 _KNOWN = (40, 200, 60)
 _STRANGER = (230, 60, 40)
+MAX_HOLD = 5  # frames a box is held until the track's next kept frame
 
 
 def boxes_by_frame(results: Sequence[Identification]) -> dict[int, list[tuple[np.ndarray, str, bool]]]:
@@ -21,8 +22,12 @@ def boxes_by_frame(results: Sequence[Identification]) -> dict[int, list[tuple[np
             continue
         best = f" {r.matches[0][1]:.2f}" if r.matches else ""
         caption = f"{r.label}{best}"
-        for f, box in zip(r.track.frame_indices, r.track.boxes, strict=True):
-            out.setdefault(int(f), []).append((box, caption, r.label != UNKNOWN))
+        frames = [int(f) for f in r.track.frame_indices]
+        for i, (f, box) in enumerate(zip(frames, r.track.boxes, strict=True)):
+            # hold the box over frames skipped by frame_stride (short gaps only, not lost tracks)
+            stop = frames[i + 1] if i + 1 < len(frames) and frames[i + 1] - f <= MAX_HOLD else f + 1
+            for g in range(f, stop):
+                out.setdefault(g, []).append((box, caption, r.label != UNKNOWN))
     return out
 
 
