@@ -46,7 +46,7 @@ class DemoConfig:
     Measured CPU cost of the defaults (432 videos of 40 frames, 16 + 8 subjects, 3 views): synthesis
     ~100 CPU s (about 5.5 ms per 320x240 frame), extraction ~135 CPU s for ~8,400 kept frames at
     stride 2 (BlazePose + detector + tracking), both split over 2 worker processes; training is the
-    largest stage (300 steps of ``cpu-small``, about 0.6 s per step on 2 idle cores), then evaluation
+    largest stage (450 steps of ``cpu-small``, about 0.65 s per step on 2 idle cores), then evaluation
     of 240 sequences and the gallery. 8 test subjects make chance rank-1 0.125.
 
     Attributes:
@@ -72,7 +72,7 @@ class DemoConfig:
     difficulty: float = 0.15
     seed: int = 0
     workers: int = 2
-    steps: int = 300
+    steps: int = 450
     experiment: str = "cpu-small"
 
     def subjects(self) -> tuple[list[str], list[str]]:
