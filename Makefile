@@ -38,6 +38,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e .
 	$(PIP) install --no-deps mediapipe==0.10.21
+	$(PY) -c "import cv2; assert hasattr(cv2, 'HOGDescriptor'), 'OpenCV ' + cv2.__version__ + ' has no HOG: something pulled opencv-python>=5'"
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base pyproject.toml
