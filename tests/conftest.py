@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,14 @@ def gaussian_heatmaps(t: int, rng: np.random.Generator, sigma: float = 2.0) -> n
     peaks = rng.uniform(0.5, 0.95, size=(t, 17, 1, 1)).astype(np.float32)
     heat = peaks * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)) + shade - 0.01
     return heat.astype(np.float32)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for the test: on 2 shared cores a second thread mostly spins."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

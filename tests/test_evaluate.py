@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +24,7 @@ CASIA_TEST = ("075", "076", "077")
 CASIA_CONDITIONS = (*(f"nm-0{i}" for i in range(1, 7)), "bg-01", "bg-02", "cl-01", "cl-02")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # 2 shared cores: one intra-op thread per test process avoids oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def walker_heatmaps(subject: int, frames: int, rng: np.random.Generator) -> np.ndarray:

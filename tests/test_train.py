@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,7 @@ TINY = ["model.widths=[4,8,16,32]", "model.embed_dim=16", "model.parts=4", "data
         "model.gamma_deg=180.0"]  # every frame "upright": PGHA's random skip draws for each one
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # the CI box has 2 shared cores: a second intra-op thread mostly spins against other workers
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
