@@ -72,6 +72,9 @@ def setup(device: str | None = None) -> DistInfo:
 def cleanup() -> None:
     """Leave the process group, if this process joined one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # every rank reaches this point before any tears gloo down: a rank that destroys the group
+        # while a peer is still finishing its last collective makes that peer abort
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

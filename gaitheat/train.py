@@ -262,8 +262,17 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
         state.model = torch.nn.parallel.DistributedDataParallel(state.model, device_ids=ids)
     extra = {"num_classes": len(subjects), "subjects": subjects, "sampler": loader.batch_sampler.state_dict()}
     config = to_dict(cfg)
-    _loop(state, iter(loader), cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
-          eval_fn if eval_fn is not None else _default_eval(cfg))
+    batches = iter(loader)
+    try:
+        _loop(state, batches, cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
+              eval_fn if eval_fn is not None else _default_eval(cfg))
+    finally:
+        # the loader is endless: stop its worker processes now, not at interpreter exit after the
+        # process group is gone (seen there as an abort under torchrun)
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        del batches
     return step_path(tc.out, state.step)
 
 
