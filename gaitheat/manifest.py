@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from gaitheat.atomic import atomic_write_text
 from gaitheat.storage import SUFFIX, SequenceFile, StoreError, iter_sequence_files
 
 MANIFEST_NAME = "manifest.csv"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def load_manifest(root: str | Path, rebuild: bool = False) -> list[ManifestRow]:
         rows = read_manifest(path)
         if len(rows) == len(files) and all(f.stat().st_mtime <= mtime for f in files):
             return rows
-    rows, _errors = scan_store(root)
+    rows, errors = scan_store(root)
+    for err in errors:  # left out of the manifest, but never silently
+        log.warning("skipping %s", err)
     write_manifest(root, rows)
     return rows

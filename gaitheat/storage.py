@@ -250,10 +250,7 @@ def write_sequence(path: str | Path, seq: HeatmapSequence, chunk_frames: int = C
         StoreError: if the sequence is invalid (wrong shapes, NaNs); nothing is written then.
     """
     path = Path(path)
-    try:
-        seq.validate(path)
-    except StoreError:
-        raise
+    seq.validate(path)  # before anything touches the disk, so an invalid sequence leaves nothing behind
     atomic_write_bytes(path, encode_sequence(seq, chunk_frames))
     return path
 
