@@ -7,25 +7,36 @@ per sequence, spines tilted up to +-25 degrees so PGHA does real work), one run 
   op by op: two-pass fp32 PGHA, 5-D layout with SetBlockWrapper copies, all three heads also at
   inference, NCHW, BatchNorm unfolded;
 * **(a) ours**: ``GaitHeat.forward`` (one composite warp, packed stream-major frames, no layout
-  copies; NCHW) for training; for inference :func:`gaitheat.models.inference.optimise_for_inference`
-  (BatchNorm folded into the convs, channels-last weights) and ``embed`` (fusion head only) under
-  ``inference_mode``. ``--precision bf16`` runs (a) under bf16 autocast instead of fp32;
-* optional variants of (a) (``--variants``): ``cl-train`` (channels-last training; on CPU its
-  BatchNorm training kernel loses precision, see the note in ``gaitheat.models.inference``),
-  ``bf16`` (bf16 autocast training and inference), ``nofold`` (inference without BN folding and
-  channels-last, and with folding only), ``compile`` (``torch.compile`` with weight freezing).
+  copies) for training, compiled with ``torch.compile`` as ``gaitheat train`` does by default
+  (``train.compile``; :func:`gaitheat.train.compile_for_training`: fused BatchNorm/ReLU/adds, planned
+  buffers, channels-last convs; the warm-up rep compiles); ``--eager`` trains (a) uncompiled. For
+  inference :func:`gaitheat.models.inference.optimise_for_inference` (BatchNorm folded into the
+  convs, channels-last weights) and ``embed`` (fusion head only) under ``inference_mode``.
+  ``--precision bf16`` runs (a) under bf16 autocast instead of fp32;
+* optional variants of (a) (``--variants``): ``eager`` (training without compilation),
+  ``cl-train`` (eager channels-last training; on CPU its BatchNorm training kernel loses precision,
+  see the note in ``gaitheat.models.inference``), ``bf16`` (bf16 autocast training and inference),
+  ``nofold`` (inference without BN folding and channels-last, and with folding only), ``compile``
+  (inference with ``torch.compile`` and weight freezing).
+
+Both modes run under the same allocator: glibc's default unless ``--retain-heap``, which keeps freed
+memory in the heap for every mode alike (:mod:`gaitheat.heap`; ``gaitheat train`` and ``evaluate`` do
+this on CPU by default). On CPU most of an eager step's extra cost is page-faulting its activations
+in afresh, so that run shows how much of the gap is allocation rather than arithmetic.
 
 A training step is forward + the six GaitHeat losses + backward + SGD step. Modes are interleaved
 rep by rep, so a busy machine slows all of them alike. The table shows the fastest and the median
 timed rep and the process CPU time; speedups compare the fastest reps (on a shared machine, the least
 disturbed). Peak memory of a training step is the peak resident-set growth during the step (sampled
 every millisecond after ``malloc_trim``) on CPU, ``max_memory_allocated`` growth on CUDA, per frame.
-The embedding check compares (a) with two-pass PGHA to (b) (the same function: float tolerance) and
-reports how far the single composite warp, and bf16 when asked for, move the embedding.
+The embedding check compares (a) with two-pass PGHA to (b) (the same function: float tolerance), for
+the inference embedding and for the compiled training forward (batch-statistics BatchNorm, PGHA's
+skip off), and reports how far the single composite warp, and bf16 when asked for, move the embedding.
 
     .venv/bin/python benchmarks/train_step.py                      # P=2 K=2 T=30, 1 warm-up + 2 reps
     .venv/bin/python benchmarks/train_step.py --quick --variants bf16,nofold,compile
-    .venv/bin/python benchmarks/train_step.py --json               # last line: one JSON object
+    .venv/bin/python benchmarks/train_step.py --json --variants eager   # last line: one JSON object
+    .venv/bin/python benchmarks/train_step.py --json --retain-heap      # both modes without page faults
 
 JSON keys: params_full_width, train_speedup, infer_speedup, train_s_per_frame, infer_ms_per_frame,
 peak_mb_per_train_frame (all for (a); speedups are (b) time / (a) time), then the same for (b)
@@ -54,6 +65,7 @@ from gaitheat.losses import gait_loss
 from gaitheat.models import GaitHeat, build_model
 from gaitheat.models.inference import optimise_for_inference
 from gaitheat.models.reference import official_forward
+from gaitheat.train import compile_for_training
 from gaitheat.transforms import normalise_sequence
 
 # upright COCO-17 skeleton (x, y) in heatmap pixels; the walker generator tilts and shifts it
@@ -143,22 +155,40 @@ class Row:
         return min(self.wall)
 
 
+def retain_heap() -> None:
+    """Make glibc serve every allocation from its heap and never hand freed memory back (process-wide).
+
+    By default glibc maps each allocation over ~32 MB freshly from the kernel and unmaps it on free, so
+    every large activation of every step is page-faulted in again (system time). This shows how
+    much of a mode's cost is that, rather than computation.
+    """
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
 def train_runner(
-    model: GaitHeat, x: torch.Tensor, labels: torch.Tensor, faithful: bool, bf16: bool = False
+    model: GaitHeat, x: torch.Tensor, labels: torch.Tensor, faithful: bool, bf16: bool = False, compiled: bool = False
 ) -> Callable[[], object]:
-    """One SGD training step (forward, six losses, backward, step) of its own copy of ``model``."""
+    """One SGD training step (forward, six losses, backward, step) of its own copy of ``model``.
+
+    ``compiled`` runs the step as ``gaitheat train`` does with ``train.compile: true``
+    (:func:`gaitheat.train.compile_for_training`); the first call compiles.
+    """
     cfg = TrainConfig()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    forward = compile_for_training(model, x.device) if compiled else model
 
     def step() -> object:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = official_forward(model, x) if faithful else model(x)
+            out = official_forward(model, x) if faithful else forward(x)
         loss, _ = gait_loss(out, labels, cfg)
         loss.backward()
         opt.step()
@@ -192,12 +222,17 @@ def build_rows(args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels
     eval_faithful.align_mode = "two_pass"
     fast = optimise_for_inference(base)
     suffix = " bf16" if bf16 else ""
+    compiled = TrainConfig().compile and not args.eager
+    ours_train = train_runner(train_model(False), x, labels, False, bf16, compiled=compiled)
     rows = [
         Row("(b) faithful", "train", frames, train_runner(train_model(False), x, labels, True)),
-        Row("(a) ours" + suffix, "train", frames, train_runner(train_model(False), x, labels, False, bf16)),
+        Row("(a) ours" + suffix, "train", frames, ours_train),
         Row("(b) faithful", "infer", frames, infer_runner(eval_faithful, x, True)),
         Row("(a) ours" + suffix, "infer", frames, infer_runner(fast, x, False, bf16)),
     ]
+    if "eager" in variants and compiled:
+        eager_step = train_runner(train_model(False), x, labels, False, bf16)
+        rows.append(Row("(a) eager" + suffix, "train", frames, eager_step))
     if "cl-train" in variants:
         cl_step = train_runner(train_model(True), x, labels, False, bf16)
         rows.append(Row("(a) channels-last" + suffix, "train", frames, cl_step))
@@ -218,7 +253,8 @@ def build_rows(args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels
         print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
         rows.append(Row("(a) + torch.compile", "infer", frames, infer_runner(compiled, x, False, bf16)))
     for row in rows:
-        if row.kind == "train":
+        # trimming the heap to take the baseline would undo --retain-heap, and its RSS never grows
+        if row.kind == "train" and not (args.retain_heap and x.device.type == "cpu"):
             row.memory = PeakMemory(x.device)
     return rows
 
@@ -240,8 +276,12 @@ def run_rows(rows: list[Row], device: torch.device, warmup: int, reps: int) -> N
             print(f"  rep {rep} {row.kind:5s} {row.name:26s} wall {elapsed:7.2f} s  cpu {cpu:7.2f} s", flush=True)
 
 
-def embedding_check(base: GaitHeat, x: torch.Tensor, bf16: bool) -> dict[str, float]:
-    """(a) two-pass vs (b): the same function; (a) composite vs (b): one warp instead of two; bf16 vs (b)."""
+def embedding_check(base: GaitHeat, x: torch.Tensor, bf16: bool, compiled: bool) -> dict[str, float]:
+    """(a) two-pass vs (b): the same function; (a) composite vs (b): one warp instead of two; bf16 vs (b).
+
+    Inference compares the retrieval embeddings; training compares the pre-BNNeck fusion embeddings of
+    the training forward (relative to their largest magnitude, as they are not unit vectors).
+    """
     two_pass = copy.deepcopy(base)
     two_pass.align_mode = "two_pass"
     with torch.inference_mode():
@@ -251,7 +291,18 @@ def embedding_check(base: GaitHeat, x: torch.Tensor, bf16: bool) -> dict[str, fl
         ours = fast.embed(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             half = fast.embed(x).float()
+    # the training forward, compiled as (a) trains when train.compile is on: batch-statistics BatchNorm,
+    # PGHA's random skip off in both so they warp the same frames
+    train_ours, train_ref = copy.deepcopy(base).train(), copy.deepcopy(base).train()
+    for m in (train_ours, train_ref):
+        m.skip_prob = 0.0
+    train_ours.align_mode = "two_pass"
+    forward = compile_for_training(train_ours, x.device) if compiled else train_ours
+    with torch.no_grad():
+        train_same = forward(x).embeddings["fusion"]
+        train_ref_emb = official_forward(train_ref, x).embeddings["fusion"]
     out = {
+        "max_rel_diff_train_two_pass": float((train_same - train_ref_emb).abs().max() / train_ref_emb.abs().max()),
         "max_abs_diff_two_pass": float((same - ref).abs().max()),
         "max_abs_diff_composite": float((ours - ref).abs().max()),
         "mean_strip_cosine_composite": float((ours * ref).sum(1).mean()),  # strips are unit vectors
@@ -272,7 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="autocast dtype of (a)")
-    parser.add_argument("--variants", default="", help="comma list: cl-train, bf16, nofold, compile")
+    parser.add_argument("--variants", default="", help="comma list: eager, cl-train, bf16, nofold, compile")
+    parser.add_argument("--eager", action="store_true", help="train (a) without torch.compile (train.compile: false)")
+    parser.add_argument(
+        "--retain-heap",
+        action="store_true",
+        help="glibc keeps freed memory for reuse (no mmap per large tensor, no trimming), for every mode alike",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
@@ -280,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         args.frames, args.reps = 6, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.retain_heap:
+        retain_heap()
     device = torch.device(args.device)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -296,11 +355,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GaitHeat full width: {params:,} parameters; P={args.p} K={args.k} T={args.frames} "
           f"({b * args.frames} frames); device {device}; {torch.get_num_threads()} threads; "
           f"torch {torch.__version__}", flush=True)  # fmt: skip
-    check = embedding_check(base, x, args.precision == "bf16" or "bf16" in args.variants)
+    compiled = TrainConfig().compile and not args.eager
+    check = embedding_check(base, x, args.precision == "bf16" or "bf16" in args.variants, compiled)
     rows = build_rows(args, base, x, labels)
     run_rows(rows, device, args.warmup, args.reps)
 
-    report(rows, check, params, args.json, {"device": str(device), "threads": torch.get_num_threads()})
+    extra = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "compiled": compiled,
+        "retain_heap": args.retain_heap,
+    }
+    report(rows, check, params, args.json, extra)
     return 0
 
 
@@ -318,17 +384,20 @@ def report(rows: list[Row], check: dict[str, float], params: int, as_json: bool,
     print("\nembeddings: " + ", ".join(f"{k} {v:.3g}" for k, v in check.items()))
     ours = {r.kind: r for r in reversed(rows) if r.name.startswith("(a) ours")}
     mem_ours, mem_ref = ours["train"].memory, faithful["train"].memory
-    assert mem_ours is not None and mem_ref is not None
+
+    def mb_per_frame(memory: PeakMemory | None, frames: int) -> float | None:
+        return None if memory is None else round(memory.peak / 2**20 / frames, 2)
+
     result = {
         "params_full_width": params,
         "train_speedup": round(faithful["train"].best / ours["train"].best, 3),
         "infer_speedup": round(faithful["infer"].best / ours["infer"].best, 3),
         "train_s_per_frame": round(ours["train"].best / ours["train"].frames, 4),
         "infer_ms_per_frame": round(1e3 * ours["infer"].best / ours["infer"].frames, 2),
-        "peak_mb_per_train_frame": round(mem_ours.peak / 2**20 / ours["train"].frames, 2),
+        "peak_mb_per_train_frame": mb_per_frame(mem_ours, ours["train"].frames),
         "faithful_train_s_per_frame": round(faithful["train"].best / faithful["train"].frames, 4),
         "faithful_infer_ms_per_frame": round(1e3 * faithful["infer"].best / faithful["infer"].frames, 2),
-        "faithful_peak_mb_per_train_frame": round(mem_ref.peak / 2**20 / faithful["train"].frames, 2),
+        "faithful_peak_mb_per_train_frame": mb_per_frame(mem_ref, faithful["train"].frames),
         "cpu_train_speedup": round(min(faithful["train"].cpu) / min(ours["train"].cpu), 3),
         "cpu_infer_speedup": round(min(faithful["infer"].cpu) / min(ours["infer"].cpu), 3),
         "frames_per_step": ours["train"].frames,

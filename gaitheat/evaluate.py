@@ -378,6 +378,10 @@ def evaluate_checkpoint(
     try:
         model, trained_cfg, info = load_model(checkpoint, map_location=info_dist.device)
         cfg = cfg or trained_cfg
+        if cfg.eval.retain_heap and info_dist.device.type == "cpu":
+            from gaitheat.heap import retain_freed_memory
+
+            retain_freed_memory()
         raw_root = str(data_root or cfg.data.root)
         root = Path(raw_root)
         if not raw_root or not root.is_dir():

@@ -74,6 +74,11 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 0  # 0: no periodic evaluation
     sync_bn: bool = True  # on CUDA under DDP only
+    # torch.compile (Inductor) the training forward/backward: fused BatchNorm/ReLU/adds, planned buffers,
+    # channels-last convs; costs 20-50 s once per run, and needs a C++ compiler on CPU (else eager, warned)
+    compile: bool = True
+    # CPU: keep freed activations in the heap instead of re-faulting them in every step (gaitheat.heap)
+    retain_heap: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class EvalConfig:
     gallery: tuple[str, ...] = ()
     probes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     exclude_identical_view: bool = True  # custom protocol only; benchmarks fix their own rule
+    retain_heap: bool = True  # CPU: reuse freed activations across sequences (gaitheat.heap)
 
 
 @dataclass(frozen=True)
