@@ -1,11 +1,11 @@
 """Person box sources: the BlazePose detector (whole frame and tiles), MOG2 background subtraction,
 and boxes files written by any other detector.
 
-Every source is called once per frame as ``source(rgb, frame_index)`` and returns person boxes
-``(N, 5)`` float32 ``x1, y1, x2, y2, score`` in source pixels. Which frames the BlazePose detector
-runs on is the extractor's choice (it re-uses landmarks in between, as MediaPipe does);
-``every_frame`` says whether a source must see every frame (background subtraction learns from
-each one).
+Every source is called as ``source(rgb, frame_index)`` and returns person boxes ``(N, 5)`` float32
+``x1, y1, x2, y2, score`` in source pixels. Which frames the BlazePose detector runs on, and which
+of its views (:meth:`BlazePoseDetector.scan`), is decided by :class:`DetectionSchedule` (the
+extractor re-uses landmarks in between, as MediaPipe does); ``every_frame`` says whether a source
+must see every frame (background subtraction learns from each one).
 """
 
 from __future__ import annotations
@@ -173,7 +173,14 @@ class BlazePoseDetector:
         return out
 
     def __call__(self, rgb: np.ndarray, frame_index: int) -> np.ndarray:
-        found = [self._detect_view(rgb, *view) for view in self.views(rgb.shape[1], rgb.shape[0])]
+        """Search every view of the frame (:meth:`views`)."""
+        return self.scan(rgb, self.views(rgb.shape[1], rgb.shape[0]))
+
+    def scan(self, rgb: np.ndarray, views: list[tuple[int, int, int]]) -> np.ndarray:
+        """Person boxes ``(N, 5)`` found in ``views``, a subset of :meth:`views` or any squares ``(x0, y0, side)``."""
+        if not views:
+            return EMPTY
+        found = [self._detect_view(rgb, *view) for view in views]
         persons = np.concatenate([p for p, _ in found])
         faces = np.concatenate([f for _, f in found])
         if len(persons) == 0:
@@ -183,6 +190,82 @@ class BlazePoseDetector:
         keep = nms(faces[:, :4], faces[:, 4], self.nms_iou)
         persons = persons[keep]
         return persons[nms(persons[:, :4], persons[:, 4], 0.5)]
+
+
+# ------------------------------------------------------------------------------ detector schedule
+
+
+def sweep_slots(num_views: int, period: int, step: int) -> list[int]:
+    """Indices of the views searched at ``step`` when ``num_views`` views are spread evenly over ``period`` steps.
+
+    Every view is searched exactly once in any ``period`` consecutive steps, and each step searches
+    ``floor`` or ``ceil`` of ``num_views / period`` views, so the cost per frame stays even.
+    """
+    phase = step % period
+    return [i for i in range(num_views) if (i * period) // num_views == phase]
+
+
+class DetectionSchedule:
+    """Which detector searches run on each frame (``detect_every`` in :class:`gaitheat.extract.ExtractConfig`).
+
+    * Nobody followed, or a source that must see every frame: the source runs on the whole frame.
+    * People followed, a source with ``views``/``scan`` (the BlazePose detector) and ``periodic``: its
+      views (letterboxed frame + tiles) are searched round-robin, each once every ``period`` frames
+      (:func:`sweep_slots`), so someone who enters is searched for within ``period`` frames, at an
+      even cost of about ``len(views) / period`` detector invokes a frame. Other sources run whole
+      every ``period`` frames.
+    * For ``lost_frames`` frames after a followed person is lost (no person found overlaps their last
+      box), a square around that box is searched too, unless it touched the frame's edge (walked out).
+
+    Args:
+        boxes: the box source.
+        period: ``detect_every``.
+        periodic: search for newcomers while people are followed (False for single-subject videos).
+        lost_frames: frames a lost person is searched for around where they were last seen.
+    """
+
+    def __init__(self, boxes: Any, period: int, periodic: bool, lost_frames: int) -> None:
+        self.boxes, self.period, self.periodic, self.lost_frames = boxes, period, periodic, lost_frames
+        self.sweeps = callable(getattr(boxes, "scan", None))
+        self._lost: list[tuple[np.ndarray, int]] = []  # (last box, frames searched)
+
+    def __call__(self, rgb: np.ndarray, frame_index: int, step: int, followed: np.ndarray) -> np.ndarray:
+        """Detector boxes ``(N, 5)`` for this frame; ``followed`` holds the carried pose boxes ``(M, 5)``."""
+        empty = np.zeros((0, 5), np.float32)
+        if self.boxes.every_frame or len(followed) == 0:
+            return np.asarray(self.boxes(rgb, frame_index), np.float32)
+        if not self.sweeps:
+            due = self.periodic and step % self.period == 0
+            return np.asarray(self.boxes(rgb, frame_index), np.float32) if due else empty
+        views = []
+        if self.periodic:
+            # One search of the whole frame (letterboxed view + tiles) spread over ``period`` frames.
+            every = self.boxes.views(rgb.shape[1], rgb.shape[0])
+            views = [every[i] for i in sweep_slots(len(every), self.period, step)]
+        height, width = rgb.shape[:2]
+        views += [_view_around(box) for box, _ in self._lost
+                  if box[0] > 2 and box[2] < width - 3 and box[3] < height - 3]  # not walked out of the frame
+        return np.asarray(self.boxes.scan(rgb, views), np.float32) if views else empty
+
+    def update(self, carried: np.ndarray, found: np.ndarray) -> None:
+        """Note who was lost: carried boxes ``(M, 5)`` that no person found this frame ``(N, 5)`` overlaps."""
+        if not self.sweeps:
+            return
+        still = [(box, age + 1) for box, age in self._lost if age + 1 < self.lost_frames]
+        new = [(box, 0) for box in carried[:, :4]] if self.lost_frames > 0 else []
+        candidates = still + new
+        if candidates and len(found):
+            overlap = iou_matrix(np.stack([b for b, _ in candidates]), found).max(axis=1)
+            candidates = [c for c, o in zip(candidates, overlap, strict=True) if o < 0.2]
+        self._lost = candidates
+
+
+def _view_around(box: np.ndarray) -> tuple[int, int, int]:
+    """A square detector view ``(x0, y0, side)`` centred on a person box, 1.6x its larger side."""
+    side = max(32, round(1.6 * float(max(box[2] - box[0], box[3] - box[1]))))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return round(cx - side / 2), round(cy - side / 2), side
+
 
 
 # ------------------------------------------------------------------------------ background subtraction

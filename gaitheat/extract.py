@@ -3,9 +3,10 @@
 One video (or frame folder) is processed frame by frame:
 
 1. person proposals come from the previous frame's landmarks (each person's pose gives the next
-   frame's box, as MediaPipe tracks) plus a box source (:mod:`gaitheat.detect`): the BlazePose detector
-   every ``detect_every`` frames or whenever nobody is followed, MOG2 background subtraction, or a
-   boxes file;
+   frame's box, as MediaPipe tracks) plus a box source (:mod:`gaitheat.detect`): the BlazePose
+   detector (scheduled by :class:`gaitheat.detect.DetectionSchedule`: the whole frame and its tiles whenever nobody
+   is followed, otherwise one search of the frame spread over ``detect_every`` frames plus a search
+   around anyone just lost), MOG2 background subtraction, or a boxes file;
 2. each proposal is padded 1.25x, grown to 3:4 and cropped (:mod:`gaitheat.crop`), and the pose
    backend returns heatmaps and a presence score; crops without a person are rejected;
 3. boxes around the confident keypoints are de-duplicated and associated into tracks by ByteTrack
@@ -14,7 +15,8 @@ One video (or frame folder) is processed frame by frame:
    ``min_frames`` are rejected (:mod:`gaitheat.quality`); each survivor becomes a
    :class:`~gaitheat.storage.HeatmapSequence` with its crop boxes and source-pixel keypoints.
 
-The batch layer, :func:`extract_to_store`, writes sequences into the store, resumably.
+The batch layer, :func:`extract_to_store` (in :mod:`gaitheat.extract_store`, importable from here
+too), writes sequences into the store, resumably and in parallel.
 
 Reproducibility: the same input and config give identical arrays and meta. Only
 ``SequenceMeta.created`` records wall-clock time; set ``created`` in the config, or the
@@ -27,14 +29,19 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gaitheat.extract_store import DONE_DIR, discover_inputs, extract_one_to_store, extract_to_store, shard_inputs
 from gaitheat.storage import HeatmapSequence, SequenceMeta
+
+__all__ = ["DONE_DIR", "ExtractConfig", "TrackSequence", "VideoReport", "build_box_source", "build_pose",
+           "created_stamp", "discover_inputs", "extract_one_to_store", "extract_to_store", "extract_video",
+           "extract_video_report", "parse_dataset_name", "shard_inputs"]
 
 DEFAULT_CONDITION = "00"
 DEFAULT_VIEW = "000"
@@ -51,8 +58,13 @@ class ExtractConfig:
         flip_test: average with the mirrored crop's heatmaps (``onnx`` only, as mmpose's test config).
         detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
         boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
-        detect_every: run the BlazePose detector every this many processed frames while people are followed
-            (for single-subject dataset videos with ``main_track_only``: only when nobody is followed).
+        detect_every: while people are followed, the BlazePose detector's search of the whole frame
+            (letterboxed view + tiles) is spread round-robin over this many processed frames, so a newcomer
+            is searched for within ``detect_every`` frames (1.2 s at 25 fps) at a small, even cost per frame;
+            other box sources run every this many frames. Whenever nobody is followed the whole frame is
+            searched at once. For single-subject dataset videos with ``main_track_only``: only then.
+        redetect_lost: for this many frames after a person is lost (their last box found nobody), the
+            detector also searches a square around where they were last seen (0: leave it to the sweep).
         detect_score: detector probability threshold (low: the pose presence score rejects false people).
         tiles: detector tiling: ``auto``, ``always`` or ``never``.
         tile_size: tile side in source pixels.
@@ -77,7 +89,8 @@ class ExtractConfig:
     flip_test: bool = False
     detector: str = "blazepose"
     boxes_file: str | None = None
-    detect_every: int = 10
+    detect_every: int = 30
+    redetect_lost: int = 1
     detect_score: float = 0.3
     tiles: str = "auto"
     tile_size: int = 192
@@ -107,6 +120,8 @@ class ExtractConfig:
             raise ValueError("detector 'boxes' needs boxes_file")
         if self.detect_every < 1 or self.frame_stride < 1 or self.min_frames < 1:
             raise ValueError("detect_every, frame_stride and min_frames must be >= 1")
+        if self.redetect_lost < 0:
+            raise ValueError("redetect_lost must be >= 0")
 
 
 @dataclass
@@ -216,37 +231,55 @@ def extract_video(source: str | Path, cfg: ExtractConfig | None = None, *, pose:
 def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *, pose: Any = None,
                          boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
-    from gaitheat.track import PersonTracker, TrackCollector
+    from gaitheat.detect import DetectionSchedule
+    from gaitheat.track import DeferredTracks, PersonTracker, TrackCollector, import_in_background
     from gaitheat.video import decode_frames, prefetch, probe_source
 
     cfg = cfg or ExtractConfig()
     source = Path(source)
     info = probe_source(source)
+    loading = import_in_background("trackers") if info.kind != "image" else None
     pose = pose if pose is not None else build_pose(cfg)
     boxes = boxes if boxes is not None else build_box_source(cfg)
     fps = info.fps / cfg.frame_stride if info.fps > 0 else 25.0
-    tracker = PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds)
-    tracks = TrackCollector()
+    tracks = DeferredTracks(lambda: PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds), loading)
+    still = TrackCollector()  # a still image has nobody to follow: each person is its own one-frame track
     carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
     frames = person_frames = 0
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
+    schedule = DetectionSchedule(boxes, cfg.detect_every, periodic, cfg.redetect_lost)
     for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
         frames += 1
-        run_detector = boxes.every_frame or len(carried) == 0 or (periodic and step % cfg.detect_every == 0)
-        detected = boxes(frame.rgb, frame.index) if run_detector else np.zeros((0, 5), np.float32)
+        detected = schedule(frame.rgb, frame.index, step, carried)
         found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
+        schedule.update(carried, found["boxes"])
         person_frames += len(found["boxes"])
-        # A still image has nobody to follow: each person is its own one-frame track.
-        ids = np.arange(len(found["boxes"])) if info.kind == "image" else tracker.update(found["boxes"])
-        tracks.add_frame(frame.index, found, ids)
+        if info.kind == "image":
+            still.add_frame(frame.index, found, np.arange(len(found["boxes"])))
+        else:
+            tracks.add_frame(frame.index, found)
         carried = found["boxes"]
         if on_frame is not None:
             on_frame(frame.index)
     announced = min(info.num_frames, cfg.max_frames or info.num_frames)
     report = VideoReport(str(source), frames, [], [], person_frames, -(-announced // cfg.frame_stride))
-    _finish_tracks(report, tracks, source, info, pose, cfg)
+    _finish_tracks(report, still if info.kind == "image" else tracks.finish(), source, info, pose, cfg)
     return report
+
+
+def _already_followed(detected: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """``(N,)`` mask of detector boxes that show someone already followed: centre inside a carried box of
+    similar height (2/3 to 3/2). Two people that close share one crop, so posing both crops would only
+    find the same person twice; a person beside or behind someone (centre outside their box) is kept.
+    """
+    if len(detected) == 0 or len(carried) == 0:
+        return np.zeros(len(detected), bool)
+    d, c = detected[:, None, :4], carried[None, :, :4]
+    cx, cy = (d[..., 0] + d[..., 2]) / 2, (d[..., 1] + d[..., 3]) / 2
+    inside = (c[..., 0] <= cx) & (cx <= c[..., 2]) & (c[..., 1] <= cy) & (cy <= c[..., 3])
+    ratio = (d[..., 3] - d[..., 1]) / np.maximum(c[..., 3] - c[..., 1], 1e-6)
+    return np.any(inside & (ratio >= 2 / 3) & (ratio <= 3 / 2), axis=1)
 
 
 def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray, pose: Any,
@@ -256,6 +289,7 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray,
     from gaitheat.detect import nms
 
     # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS.
+    detected = detected[~_already_followed(detected, carried)]
     proposals = np.concatenate([carried + np.array([0, 0, 0, 0, 1], np.float32), detected]).reshape(-1, 5)
     proposals = proposals[nms(proposals[:, :4], proposals[:, 4], cfg.dedupe_iou)] if len(proposals) else proposals
     crop_boxes = pad_box(proposals[:, :4], cfg.crop_padding).reshape(-1, 4)
@@ -321,242 +355,3 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
                 report.rejected_tracks.append({"track_id": ts.track_id, "frames": ts.sequence.num_frames,
                                                "reason": "not the main walker of a single-subject dataset video"})
         report.tracks = [main]
-
-
-# ------------------------------------------------------------------------------------ batch / store
-
-DONE_DIR = ".extract-done"  # per-input done markers, under the store root (no .ghs inside)
-
-
-def discover_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand INPUT arguments into sources: videos, images, frame folders (searched recursively), sorted.
-
-    A folder with images directly inside is one frame-folder source; otherwise its tree is searched
-    for videos and frame folders. A path that does not exist is kept, so it is reported as a failure.
-    """
-    from gaitheat.video import VIDEO_SUFFIXES, frame_files
-
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.is_dir():
-            found.append(path)
-            continue
-        for folder, dirs, files in os.walk(path):
-            # Hidden entries are temporaries of atomic writers (``.x.tmp-*.avi``) or our done markers.
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            files = [f for f in files if not f.startswith(".")]
-            here = Path(folder)
-            if files and frame_files(here):
-                found.append(here)
-                dirs.clear()
-                continue
-            found.extend(here / f for f in sorted(files) if Path(f).suffix.lower() in VIDEO_SUFFIXES)
-    return sorted(dict.fromkeys(found), key=str)
-
-
-def shard_inputs(inputs: list[Path], shard: tuple[int, int]) -> list[Path]:
-    """Shard ``i`` of ``n`` (0-based): every n-th input, so shards are balanced and disjoint."""
-    index, count = shard
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
-    return inputs[index::count]
-
-
-def _config_digest(cfg: ExtractConfig) -> str:
-    import hashlib
-    import json
-
-    from gaitheat.config import to_dict
-
-    data = to_dict(cfg)
-    data.pop("created", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _marker_path(root: Path, source: Path) -> Path:
-    import hashlib
-
-    return root / DONE_DIR / f"{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:20]}.json"
-
-
-def _target(root: Path, source: Path, track: TrackSequence, named: bool) -> Path:
-    from gaitheat.storage import sequence_path
-
-    meta = track.sequence.meta
-    name = "heatmaps" if named else f"track-{track.track_id:03d}"
-    return sequence_path(root, meta.subject, meta.condition, meta.view, name)
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(cfg: ExtractConfig, pooled: bool = False) -> None:
-    # One pose model per process, loaded once and re-used for every video it handles.
-    if pooled:
-        import cv2
-
-        # Processes are the parallelism; OpenCV's own thread pool per process would oversubscribe the cores.
-        cv2.setNumThreads(1)
-    _WORKER["cfg"], _WORKER["pose"] = cfg, build_pose(cfg)
-
-
-def _process_input(source: Path, root: Path) -> dict[str, Any]:
-    return extract_one_to_store(source, root, _WORKER["cfg"], pose=_WORKER["pose"])
-
-
-def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: Any = None,
-                         boxes: Any = None) -> dict[str, Any]:
-    """Extract one source into the store and mark it done; returns its summary record.
-
-    Bad input never raises: the record gets ``status="failed"`` and an ``error`` naming the file.
-    ``pose`` / ``boxes`` are passed to :func:`extract_video_report` (built from ``cfg`` when None).
-    """
-    import json
-
-    from gaitheat.atomic import atomic_write_text
-    from gaitheat.detect import BoxesFileError
-    from gaitheat.storage import StoreError, write_sequence
-    from gaitheat.video import VideoError
-
-    record: dict[str, Any] = {"source": str(source), "status": "failed"}
-    try:
-        report = extract_video_report(source, cfg, pose=pose, boxes=boxes)
-    except (VideoError, BoxesFileError, OSError, ValueError) as exc:
-        record["error"] = str(exc)
-        return record
-    record.update(frames=report.frames, person_frames=report.person_frames, rejected_tracks=report.rejected_tracks)
-    if report.frames < report.expected_frames:
-        record["warning"] = (f"{source}: decoded {report.frames} of the {report.expected_frames} frames the file "
-                             "announces (truncated or corrupt after that point)")
-    if not report.tracks:
-        reasons = "; ".join(f"track {r['track_id']}: {r['reason']}" for r in report.rejected_tracks[:5])
-        record["error"] = (f"{source}: no person sequence found in {report.frames} frames"
-                           + (f" ({reasons})" if reasons else " (no person detected)"))
-        return record
-    named = parse_dataset_name(source) is not None
-    written = []
-    try:
-        for track in report.tracks:
-            path = _target(root, source, track, named)
-            write_sequence(path, track.sequence)
-            written.append(path.relative_to(root).as_posix())
-    except StoreError as exc:
-        record["error"] = str(exc)
-        return record
-    kept = sum(t.sequence.num_frames for t in report.tracks)
-    dropped = sum(t.dropped["frames_dropped"] for t in report.tracks)
-    record.update(status="done", sequences=written, frames_kept=kept, frames_dropped=dropped,
-                  tracks=len(report.tracks))
-    # The marker is written last: a kill before it means the input is redone (same bytes, atomically).
-    atomic_write_text(_marker_path(root, source), json.dumps({**record, "config": _config_digest(cfg)}, indent=1))
-    return record
-
-
-def _finished(root: Path, source: Path, cfg: ExtractConfig) -> dict[str, Any] | None:
-    import json
-
-    marker = _marker_path(root, source)
-    try:
-        data = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    if data.get("config") != _config_digest(cfg) or not all((root / p).is_file() for p in data.get("sequences", [])):
-        return None
-    return {**data, "status": "skipped"}
-
-
-def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: ExtractConfig | None = None,
-                     workers: int = 1, shard: tuple[int, int] = (0, 1), progress: bool = False) -> dict[str, Any]:
-    """Extract many sources into the store at ``out_root``, resumably.
-
-    Finished inputs (a done marker written after all their sequences, with the same config) are
-    skipped; sequence files are written atomically, so a killed run leaves only complete files and a
-    rerun finishes the job. Bad inputs are recorded with their reason and the batch goes on.
-
-    Args:
-        inputs: videos, images, frame folders or trees of them (:func:`discover_inputs`).
-        out_root: store root.
-        cfg: settings (defaults when None).
-        workers: processes on this machine (each loads its own pose model).
-        shard: ``(i, n)``: handle only shard i of n of the sorted inputs (for Slurm arrays, torchrun, ...).
-        progress: show a tqdm bar on stderr.
-    Returns:
-        summary dict: counts (videos, done, skipped, failed, tracks, frames kept/dropped) and per-input records.
-    """
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing import get_context
-
-    from tqdm import tqdm
-
-    cfg = cfg or ExtractConfig()
-    root = Path(out_root)
-    root.mkdir(parents=True, exist_ok=True)
-    everything = discover_inputs(list(inputs))
-    clashes = _clashes(everything)  # over all inputs, so every shard agrees
-    sources = shard_inputs(everything, shard)
-    records: dict[Path, dict[str, Any]] = {}
-    todo = []
-    for source in sources:
-        if source in clashes:
-            records[source] = {"source": str(source), "status": "failed", "error": clashes[source]}
-            continue
-        done = _finished(root, source, cfg)
-        if done is not None:
-            records[source] = done
-        else:
-            todo.append(source)
-    bar = tqdm(total=len(sources), initial=len(records), desc="extract", unit="video", disable=not progress)
-    if workers <= 1 or len(todo) <= 1:
-        _worker_init(cfg)
-        for source in todo:
-            records[source] = _process_input(source, root)
-            bar.update()
-    else:
-        # spawn, not fork: LiteRT's thread pools do not survive a fork.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(cfg, True)) as pool:
-            futures = {source: pool.submit(_process_input, source, root) for source in todo}
-            for source, future in futures.items():
-                try:
-                    records[source] = future.result()
-                except BrokenProcessPool as exc:
-                    # A worker died (killed, out of memory, crashed in native code): report, don't mark done.
-                    records[source] = {"source": str(source), "status": "failed",
-                                       "error": f"{source}: worker process died ({exc}); rerun to retry"}
-                bar.update()
-    bar.close()
-    ordered = [records[s] for s in sources]
-    return _summarise(ordered, shard)
-
-
-def _clashes(sources: list[Path]) -> dict[Path, str]:
-    """Sources whose sequences would land on an earlier source's store paths, with the reason."""
-    first: dict[tuple[str, ...], Path] = {}
-    out = {}
-    for source in sources:
-        named = parse_dataset_name(source)
-        key = named if named is not None else (source.stem if source.suffix else source.name,)
-        if key in first:
-            out[source] = (f"{source}: would write the same store sequences as {first[key]} "
-                           f"({'/'.join(key)}); rename one or extract them into different stores")
-        else:
-            first[key] = source
-    return out
-
-
-def _summarise(records: list[dict[str, Any]], shard: tuple[int, int]) -> dict[str, Any]:
-    ok = [r for r in records if r["status"] in ("done", "skipped")]
-    return {
-        "shard": f"{shard[0]}/{shard[1]}",
-        "videos": len(records),
-        "done": sum(r["status"] == "done" for r in records),
-        "skipped": sum(r["status"] == "skipped" for r in records),
-        "failed": sum(r["status"] == "failed" for r in records),
-        "tracks": sum(r.get("tracks", 0) for r in ok),
-        "frames_kept": sum(r.get("frames_kept", 0) for r in ok),
-        "frames_dropped": sum(r.get("frames_dropped", 0) for r in ok),
-        "failures": [{"source": r["source"], "error": r["error"]} for r in records if r["status"] == "failed"],
-        "inputs": records,
-    }

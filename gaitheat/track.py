@@ -5,15 +5,44 @@ this module only adapts its ``supervision.Detections`` interface to plain arrays
 identities. ``trackers`` draws identities from a process-wide counter, so the same video would get
 different ids on a second run in the same process; :class:`PersonTracker` renumbers them 0, 1, ...
 in order of first appearance, which makes extraction reproducible.
+
+Importing ``trackers`` costs about 0.4 s of CPU (it pulls in ``supervision`` and SciPy), so the
+extractor starts it in a background thread (:func:`import_in_background`) and lets association lag
+behind the frames until it is ready (:class:`DeferredTracks`), with the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 TRACKERS = ("bytetrack", "sort")
+
+
+def import_in_background(module: str = "trackers") -> threading.Thread | None:
+    """Start importing ``module`` in a daemon thread; None if it is already imported.
+
+    ``trackers`` takes about 0.4 s of CPU to import (it pulls in ``supervision`` and SciPy), which a
+    fresh process would otherwise spend before its first frame. Imported in the background it overlaps
+    the first frames' decoding and model invokes (both release the GIL). A failed import is not lost:
+    importing the module again in the caller raises the error.
+    """
+    if module in sys.modules:
+        return None
+    thread = threading.Thread(target=_quiet_import, args=(module,), name=f"import-{module}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quiet_import(module: str) -> None:
+    with contextlib.suppress(Exception):  # raised again where the caller imports it
+        importlib.import_module(module)
 
 
 class PersonTracker:
@@ -118,3 +147,44 @@ class TrackCollector:
         entries = self._rows[track_id]
         frames = np.array([f for f, _ in entries], np.int64)
         return frames, {name: np.stack([row[name] for _, row in entries]) for name in entries[0][1]}
+
+
+class DeferredTracks:
+    """A :class:`PersonTracker` feeding a :class:`TrackCollector`, whose association may lag behind the frames.
+
+    Association needs nothing from later stages of a frame, and nothing of it feeds back into detection,
+    so frames are queued while ``trackers`` is still importing (:func:`import_in_background`) and
+    associated, in order, as soon as it is ready; the result is the same as associating each frame at once.
+
+    Args:
+        make_tracker: builds the :class:`PersonTracker` (called once the import is done).
+        loading: the import thread, or None when nothing is loading.
+    """
+
+    def __init__(self, make_tracker: Callable[[], PersonTracker], loading: threading.Thread | None = None) -> None:
+        self.collector = TrackCollector()
+        self._make, self._loading = make_tracker, loading
+        self._tracker: PersonTracker | None = None
+        self._queue: list[tuple[int, dict[str, np.ndarray]]] = []
+
+    def add_frame(self, frame_index: int, people: dict[str, np.ndarray]) -> None:
+        """Queue one frame's people (``people["boxes"]`` ``(N, 5)``); associate what can be."""
+        self._queue.append((frame_index, people))
+        if self._loading is None or not self._loading.is_alive():
+            self._drain()
+
+    def finish(self) -> TrackCollector:
+        """Associate every queued frame and return the collector."""
+        if self._loading is not None:
+            self._loading.join()
+        self._drain()
+        return self.collector
+
+    def _drain(self) -> None:
+        if not self._queue:
+            return
+        if self._tracker is None:
+            self._tracker = self._make()
+        for frame_index, people in self._queue:
+            self.collector.add_frame(frame_index, people, self._tracker.update(people["boxes"]))
+        self._queue.clear()

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pose", choices=["blazepose", "onnx"], help="pose backend (default blazepose)")
     parser.add_argument("--pose-model", metavar="PATH", help="pose model file (required for onnx)")
     parser.add_argument("--boxes", metavar="FILE", help="person boxes per frame (JSON/CSV) instead of a detector")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="processes on this machine")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes on this machine (this one plus N-1 spawned), sharing one queue of inputs")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="handle shard I of N of the sorted inputs")
     parser.add_argument("--summary", metavar="JSON", help="summary file (default ROOT/extract-summary[-I-of-N].json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
