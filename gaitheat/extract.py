@@ -329,23 +329,24 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
     subject, condition, view = named or (source.stem, DEFAULT_CONDITION, DEFAULT_VIEW)
     created = created_stamp(cfg.created)
     for track_id in tracks.track_ids:
-        frames, rows = tracks.stacked(track_id)
+        frames, rows = tracks.stacked(track_id, names=("keypoints",))
         quality = filter_frames(frame_scores(rows["keypoints"]), frames, cfg.min_score, cfg.min_frames)
         if not quality.accepted:
             report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
                                            "reason": quality.record["rejected"]})
             continue
         keep = quality.keep
+        # The kept frames only: one copy of the heatmaps (about 200 KB a frame).
+        frames, rows = tracks.stacked(track_id, keep)
         meta = SequenceMeta(
             subject=subject, condition=condition, view=view, source=str(source.resolve()),
             pose_model=pose.name, pose_model_sha256=pose.sha256, crop_padding=cfg.crop_padding, created=created,
             extra={"track_id": track_id, "quality": quality.record, "fps": info.fps, "frame_stride": cfg.frame_stride,
                    "frame_size": [info.width, info.height], "detector": cfg.detector if not cfg.boxes_file else "boxes",
-                   "tracker": cfg.tracker, "presence_mean": round(float(rows["presence"][keep].mean()), 4)})
+                   "tracker": cfg.tracker, "presence_mean": round(float(rows["presence"].mean()), 4)})
         seq = HeatmapSequence(
-            heatmaps=rows["heatmaps"][keep], keypoints=rows["keypoints"][keep], frame_indices=frames[keep], meta=meta,
-            boxes=rows["crop_boxes"][keep].astype(np.float32),
-            image_keypoints=rows["image_keypoints"][keep].astype(np.float32))
+            heatmaps=rows["heatmaps"], keypoints=rows["keypoints"], frame_indices=frames, meta=meta,
+            boxes=rows["crop_boxes"].astype(np.float32), image_keypoints=rows["image_keypoints"].astype(np.float32))
         report.tracks.append(TrackSequence(track_id, seq, quality.record))
     if named and cfg.main_track_only and len(report.tracks) > 1:
         # A benchmark video shows one subject: keep its longest track, report the rest.

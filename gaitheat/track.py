@@ -142,11 +142,17 @@ class TrackCollector:
     def track_ids(self) -> list[int]:
         return sorted(self._rows)
 
-    def stacked(self, track_id: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Frame indices ``(T,)`` int64 and every named array stacked over the track's T frames."""
+    def stacked(self, track_id: int, keep: np.ndarray | None = None,
+                names: tuple[str, ...] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Frame indices ``(T,)`` int64 and the named arrays (all when None) stacked over the track's T frames.
+
+        ``keep`` ``(frames,)`` bool stacks only those frames (one copy of large arrays such as heatmaps, not two).
+        """
         entries = self._rows[track_id]
+        if keep is not None:
+            entries = [entry for entry, kept in zip(entries, keep.tolist(), strict=True) if kept]
         frames = np.array([f for f, _ in entries], np.int64)
-        return frames, {name: np.stack([row[name] for _, row in entries]) for name in entries[0][1]}
+        return frames, {name: np.stack([row[name] for _, row in entries]) for name in names or entries[0][1]}
 
 
 class DeferredTracks:
