@@ -210,10 +210,11 @@ class DetectionSchedule:
 
     * Nobody followed, or a source that must see every frame: the source runs on the whole frame.
     * People followed, a source with ``views``/``scan`` (the BlazePose detector) and ``periodic``: its
-      views (letterboxed frame + tiles) are searched round-robin, each once every ``period`` frames
-      (:func:`sweep_slots`), so someone who enters is searched for within ``period`` frames, at an
-      even cost of about ``len(views) / period`` detector invokes a frame. Other sources run whole
-      every ``period`` frames.
+      views (letterboxed frame + tiles) are searched round-robin, each once in any ``period``
+      consecutive frames (:func:`sweep_slots`), so someone who enters is picked up within ``period``
+      frames of being detectable in one view, at an even cost of about ``len(views) / period``
+      detector invokes a frame (0.7 on 768x576 vtest with 21 views and period 30, against 2.1 for
+      a full search every 10 frames). Other sources run whole every ``period`` frames.
     * For ``lost_frames`` frames after a followed person is lost (no person found overlaps their last
       box), a square around that box is searched too, unless it touched the frame's edge (walked out).
 

@@ -59,10 +59,12 @@ class ExtractConfig:
         detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
         boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
         detect_every: while people are followed, the BlazePose detector's search of the whole frame
-            (letterboxed view + tiles) is spread round-robin over this many processed frames, so a newcomer
-            is searched for within ``detect_every`` frames (1.2 s at 25 fps) at a small, even cost per frame;
-            other box sources run every this many frames. Whenever nobody is followed the whole frame is
-            searched at once. For single-subject dataset videos with ``main_track_only``: only then.
+            (letterboxed view + tiles) is spread round-robin over this many processed frames, at a small,
+            even cost per frame: every view is searched once in any ``detect_every`` consecutive frames, so
+            someone who enters is picked up within ``detect_every`` frames of being detectable in one view
+            (1.2 s at 25 fps; 3 s in the 10 fps vtest.avi). Other box sources run every this many frames.
+            Whenever nobody is followed the whole frame is searched at once. For single-subject dataset
+            videos with ``main_track_only``: only then.
         redetect_lost: for this many frames after a person is lost (their last box found nobody), the
             detector also searches a square around where they were last seen (0: leave it to the sweep).
         detect_score: detector probability threshold (low: the pose presence score rejects false people).
