@@ -30,6 +30,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,19 +252,23 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
     schedule = DetectionSchedule(boxes, cfg.detect_every, periodic, cfg.redetect_lost)
-    for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
-        frames += 1
-        detected = schedule(frame.rgb, frame.index, step, carried)
-        found = _estimate_people(frame.rgb, carried if cfg.reuse_landmarks else carried[:0], detected, pose, cfg)
-        schedule.update(carried, found["boxes"])
-        person_frames += len(found["boxes"])
-        if info.kind == "image":
-            still.add_frame(frame.index, found, np.arange(len(found["boxes"])))
-        else:
-            tracks.add_frame(frame.index, found)
-        carried = found["boxes"]
-        if on_frame is not None:
-            on_frame(frame.index)
+    # The detector searches each frame on its own thread while this one poses the people carried over
+    # from the last frame (LiteRT releases the GIL): on two cores its time mostly disappears.
+    with ThreadPoolExecutor(1, thread_name_prefix="gaitheat-detect") as detector_thread:
+        for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
+            frames += 1
+            detected = detector_thread.submit(schedule, frame.rgb, frame.index, step, carried)
+            followed = carried if cfg.reuse_landmarks else carried[:0]
+            found = _estimate_people(frame.rgb, followed, detected.result, pose, cfg)
+            schedule.update(carried, found["boxes"])
+            person_frames += len(found["boxes"])
+            if info.kind == "image":
+                still.add_frame(frame.index, found, np.arange(len(found["boxes"])))
+            else:
+                tracks.add_frame(frame.index, found)
+            carried = found["boxes"]
+            if on_frame is not None:
+                on_frame(frame.index)
     announced = min(info.num_frames, cfg.max_frames or info.num_frames)
     report = VideoReport(str(source), frames, [], [], person_frames, -(-announced // cfg.frame_stride))
     _finish_tracks(report, still if info.kind == "image" else tracks.finish(), source, info, pose, cfg)
@@ -284,21 +289,34 @@ def _already_followed(detected: np.ndarray, carried: np.ndarray) -> np.ndarray:
     return np.any(inside & (ratio >= 2 / 3) & (ratio <= 3 / 2), axis=1)
 
 
-def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray, pose: Any,
-                     cfg: ExtractConfig) -> dict[str, np.ndarray]:
-    """Pose every proposal, keep people, de-duplicate. Rows of all outputs correspond."""
-    from gaitheat.crop import crop_person, heatmap_to_image, keypoints_box, pad_box
+def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray | Callable[[], np.ndarray],
+                     pose: Any, cfg: ExtractConfig) -> dict[str, np.ndarray]:
+    """Pose every proposal, keep people, de-duplicate. Rows of all outputs correspond.
+
+    ``detected`` may be a callable that waits for the detector's boxes; the carried people are posed
+    before it is called. The result is the same either way.
+    """
+    from gaitheat.crop import heatmap_to_image, keypoints_box, pad_box
     from gaitheat.detect import nms
 
-    # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS.
+    # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS:
+    # scored above every detection, they are kept (or not) whatever was detected, and come first.
+    carried = carried.reshape(-1, 5) + np.array([0, 0, 0, 0, 1], np.float32)
+    first = carried[nms(carried[:, :4], carried[:, 4], cfg.dedupe_iou)] if len(carried) else carried
+    first_crops = pad_box(first[:, :4], cfg.crop_padding).reshape(-1, 4)
+    result = pose(_crops(rgb, first_crops, pose.input_size))
+    detected = detected() if callable(detected) else detected
     detected = detected[~_already_followed(detected, carried)]
-    proposals = np.concatenate([carried + np.array([0, 0, 0, 0, 1], np.float32), detected]).reshape(-1, 5)
+    proposals = np.concatenate([carried, detected]).reshape(-1, 5)
     proposals = proposals[nms(proposals[:, :4], proposals[:, 4], cfg.dedupe_iou)] if len(proposals) else proposals
     crop_boxes = pad_box(proposals[:, :4], cfg.crop_padding).reshape(-1, 4)
-    h, w = pose.input_size
-    crops = np.stack([crop_person(rgb, b, (h, w))[0] for b in crop_boxes]) if len(crop_boxes) else \
-        np.zeros((0, h, w, 3), np.uint8)
-    result = pose(crops)
+    if not np.array_equal(crop_boxes[: len(first_crops)], first_crops):  # the NMS argument above
+        raise AssertionError("carried people must lead the proposals")
+    if len(crop_boxes) > len(first_crops):
+        more = pose(_crops(rgb, crop_boxes[len(first_crops):], pose.input_size))
+        result = type(result)(*(np.concatenate([a, b]) for a, b in
+                                zip((result.heatmaps, result.keypoints, result.presence),
+                                    (more.heatmaps, more.keypoints, more.presence), strict=True)))
     hm_hw = result.heatmaps.shape[2:]
     image_kps = heatmap_to_image(result.keypoints, crop_boxes, hm_hw) if len(crop_boxes) else \
         np.zeros((0, 17, 3), np.float32)
@@ -320,6 +338,15 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray,
         sel, pboxes = sel[keep], pboxes[keep]
     return {"boxes": pboxes, "heatmaps": result.heatmaps[sel], "keypoints": result.keypoints[sel],
             "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel]}
+
+
+def _crops(rgb: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(N, h, w, 3)`` uint8 crops of ``boxes`` ``(N, 4)`` (already padded)."""
+    from gaitheat.crop import crop_person
+
+    if not len(boxes):
+        return np.zeros((0, *size, 3), np.uint8)
+    return np.stack([crop_person(rgb, b, size)[0] for b in boxes])
 
 
 def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, pose: Any,

@@ -280,3 +280,40 @@ def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no videos" in capsys.readouterr().err
     assert main(["extract", str(tmp_path), "--out", str(tmp_path / "s"), "--set", "min_fames=3"]) == 2
     assert "min_frames" in capsys.readouterr().err
+
+
+def test_people_carried_over_are_posed_before_the_detector_is_waited_for(media_dir: Path) -> None:
+    """The detector may still be running while carried people are posed; the people found are the same."""
+    from gaitheat.detect import BlazePoseDetector
+    from gaitheat.extract import ExtractConfig, _estimate_people
+    from gaitheat.pose.blazepose import BlazePoseBackend
+
+    rgb = cv2.cvtColor(cv2.imread(str(media_dir / "messi5.jpg")), cv2.COLOR_BGR2RGB)
+    cfg = ExtractConfig()
+    detector, backend = BlazePoseDetector(), BlazePoseBackend()
+    detected = detector(rgb, 0)
+    assert len(detected)
+    carried = _estimate_people(rgb, np.zeros((0, 5), np.float32), detected, backend, cfg)["boxes"]
+    # the carried person, plus a detection far from them that must be posed after the wait
+    far = np.array([[0, 0, 40, 60, 0.5]], np.float32)
+    events: list[str] = []
+
+    def pose(crops: np.ndarray) -> object:
+        events.append(f"pose {len(crops)}")
+        return backend(crops)
+
+    pose_fn = type("Pose", (), {"input_size": backend.input_size, "__call__": staticmethod(pose)})()
+
+    def wait() -> np.ndarray:
+        events.append("detector")
+        return np.concatenate([detected, far])
+
+    waited = _estimate_people(rgb, carried, wait, pose_fn, cfg)
+    direct = _estimate_people(rgb, carried, np.concatenate([detected, far]), backend, cfg)
+    assert events[:2] == [f"pose {len(carried)}", "detector"] and len(events) == 3  # then the new proposals
+    assert waited.keys() == direct.keys()
+    for name in waited:
+        np.testing.assert_array_equal(waited[name], direct[name], err_msg=name)
+    from gaitheat.detect import iou_matrix
+
+    assert iou_matrix(waited["boxes"][:1], carried[:1])[0, 0] > 0.8  # the carried person, found again
