@@ -56,6 +56,9 @@ class ExtractConfig:
         pose: pose backend name (``blazepose`` or ``onnx``).
         pose_model: model file for the backend (required for ``onnx``).
         pose_threads: interpreter threads per process.
+        detector_thread: run the box source on its own thread while the carried people are posed (the
+            same output either way). Worth it with a core to spare; ``--workers`` pools that fill the
+            cores turn it off in their processes.
         flip_test: average with the mirrored crop's heatmaps (``onnx`` only, as mmpose's test config).
         detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
         boxes_file: JSON/CSV person boxes per frame (see :class:`gaitheat.detect.BoxesFile`).
@@ -89,6 +92,7 @@ class ExtractConfig:
     pose: str = "blazepose"
     pose_model: str | None = None
     pose_threads: int = 1
+    detector_thread: bool = True
     flip_test: bool = False
     detector: str = "blazepose"
     boxes_file: str | None = None
@@ -257,9 +261,12 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     with ThreadPoolExecutor(1, thread_name_prefix="gaitheat-detect") as detector_thread:
         for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
             frames += 1
-            detected = detector_thread.submit(schedule, frame.rgb, frame.index, step, carried)
+            if cfg.detector_thread:
+                detected: Any = detector_thread.submit(schedule, frame.rgb, frame.index, step, carried).result
+            else:
+                detected = schedule(frame.rgb, frame.index, step, carried)
             followed = carried if cfg.reuse_landmarks else carried[:0]
-            found = _estimate_people(frame.rgb, followed, detected.result, pose, cfg)
+            found = _estimate_people(frame.rgb, followed, detected, pose, cfg)
             schedule.update(carried, found["boxes"])
             person_frames += len(found["boxes"])
             if info.kind == "image":

@@ -14,6 +14,7 @@ importable from :mod:`gaitheat.extract`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import deque
@@ -69,7 +70,8 @@ def _config_digest(cfg: ExtractConfig) -> str:
     from gaitheat.config import to_dict
 
     data = to_dict(cfg)
-    data.pop("created", None)
+    for how_not_what in ("created", "detector_thread"):  # settings that do not change the output
+        data.pop(how_not_what, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -260,6 +262,9 @@ def _extract_pooled(todo: list[Path], root: Path, cfg: ExtractConfig, workers: i
             errors.append(exc)
 
     threads_before = cv2.getNumThreads()
+    if workers * 2 > (os.cpu_count() or 1):
+        # No core to spare per process: the processes are the parallelism, the detector runs inline.
+        cfg = dataclasses.replace(cfg, detector_thread=False)
     # spawn, not fork: LiteRT's thread pools do not survive a fork.
     with ProcessPoolExecutor(workers - 1, mp_context=get_context("spawn"), initializer=_worker_init,
                              initargs=(cfg, True)) as pool:

@@ -68,6 +68,7 @@ class BlazePoseBackend:
         # Wall and CPU time spent inside invoke(), for benchmarks (CPU time is robust to a shared machine;
         # with one LiteRT thread the model runs on the calling thread, so thread_time() sees all of it).
         self.invoke_seconds = self.invoke_cpu_seconds = 0.0
+        self.invokes = 0
 
     def __call__(self, crops: np.ndarray) -> PoseResult:
         """Heatmaps for ``crops`` ``(N, 256, 192, 3)`` uint8 RGB (see the module docstring)."""
@@ -84,6 +85,7 @@ class BlazePoseBackend:
             self._interpreter.invoke()
             self.invoke_seconds += time.perf_counter() - start
             self.invoke_cpu_seconds += time.thread_time() - cpu
+            self.invokes += 1
             logits = self._interpreter.get_tensor(self._heatmap)[0, :, _COLUMNS][..., COCO17_FROM_BLAZEPOSE]
             heatmaps[i] = np.transpose(_sigmoid(logits), (2, 0, 1))
             presence[i] = float(self._interpreter.get_tensor(self._presence)[0, 0])
