@@ -114,7 +114,7 @@ def measure(source: Path, root: Path) -> dict[str, float]:
     }
 
 
-def pose_invoke_alone(invokes: int, sample: int = 64) -> float:
+def pose_invoke_alone(invokes: int, sample: int = 256) -> float:
     """Seconds ``invokes`` pose-model invokes take with nothing else running: a fresh backend's mean over
     ``sample`` invokes (after a warm-up), times ``invokes``.
 
