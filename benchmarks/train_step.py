@@ -61,6 +61,7 @@ import numpy as np
 import torch
 
 from gaitheat.experiment import ModelConfig, TrainConfig
+from gaitheat.heap import retain_freed_memory
 from gaitheat.losses import gait_loss
 from gaitheat.models import GaitHeat, build_model
 from gaitheat.models.inference import optimise_for_inference
@@ -155,19 +156,6 @@ class Row:
         return min(self.wall)
 
 
-def retain_heap() -> None:
-    """Make glibc serve every allocation from its heap and never hand freed memory back (process-wide).
-
-    By default glibc maps each allocation over ~32 MB freshly from the kernel and unmaps it on free, so
-    every large activation of every step is page-faulted in again (system time). This shows how
-    much of a mode's cost is that, rather than computation.
-    """
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc.mallopt(m_mmap_max, 0)
-    libc.mallopt(m_trim_threshold, 2**31 - 1)
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -208,7 +196,9 @@ def infer_runner(model: GaitHeat, x: torch.Tensor, faithful: bool, bf16: bool = 
     return run
 
 
-def build_rows(args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels: torch.Tensor) -> list[Row]:
+def build_rows(
+    args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels: torch.Tensor, compiled: bool
+) -> list[Row]:
     """(b) and (a) for training and inference, then the requested variants of (a)."""
     frames = x.shape[0] * x.shape[1]
     variants = set(filter(None, args.variants.split(",")))
@@ -222,7 +212,6 @@ def build_rows(args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels
     eval_faithful.align_mode = "two_pass"
     fast = optimise_for_inference(base)
     suffix = " bf16" if bf16 else ""
-    compiled = TrainConfig().compile and not args.eager
     ours_train = train_runner(train_model(False), x, labels, False, bf16, compiled=compiled)
     rows = [
         Row("(b) faithful", "train", frames, train_runner(train_model(False), x, labels, True)),
@@ -247,11 +236,11 @@ def build_rows(args: argparse.Namespace, base: GaitHeat, x: torch.Tensor, labels
         folded = optimise_for_inference(base, channels_last=False)
         rows.append(Row("(a) + BN fold, NCHW", "infer", frames, infer_runner(folded, x, False, bf16)))
     if "compile" in variants:
-        compiled = optimise_for_inference(base, compile=True)
+        compiled_model = optimise_for_inference(base, compile=True)
         t0 = time.perf_counter()
-        infer_runner(compiled, x, False, bf16)()
+        infer_runner(compiled_model, x, False, bf16)()
         print(f"torch.compile: first call (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
-        rows.append(Row("(a) + torch.compile", "infer", frames, infer_runner(compiled, x, False, bf16)))
+        rows.append(Row("(a) + torch.compile", "infer", frames, infer_runner(compiled_model, x, False, bf16)))
     for row in rows:
         # trimming the heap to take the baseline would undo --retain-heap, and its RSS never grows
         if row.kind == "train" and not (args.retain_heap and x.device.type == "cpu"):
@@ -338,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.retain_heap:
-        retain_heap()
+        retain_freed_memory()
     device = torch.device(args.device)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -357,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__}", flush=True)  # fmt: skip
     compiled = TrainConfig().compile and not args.eager
     check = embedding_check(base, x, args.precision == "bf16" or "bf16" in args.variants, compiled)
-    rows = build_rows(args, base, x, labels)
+    rows = build_rows(args, base, x, labels, compiled)
     run_rows(rows, device, args.warmup, args.reps)
 
     extra = {

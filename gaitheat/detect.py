@@ -232,12 +232,11 @@ class DetectionSchedule:
 
     def __call__(self, rgb: np.ndarray, frame_index: int, step: int, followed: np.ndarray) -> np.ndarray:
         """Detector boxes ``(N, 5)`` for this frame; ``followed`` holds the carried pose boxes ``(M, 5)``."""
-        empty = np.zeros((0, 5), np.float32)
         if self.boxes.every_frame or len(followed) == 0:
             return np.asarray(self.boxes(rgb, frame_index), np.float32)
         if not self.sweeps:
             due = self.periodic and step % self.period == 0
-            return np.asarray(self.boxes(rgb, frame_index), np.float32) if due else empty
+            return np.asarray(self.boxes(rgb, frame_index), np.float32) if due else EMPTY
         views = []
         if self.periodic:
             # One search of the whole frame (letterboxed view + tiles) spread over ``period`` frames.
@@ -246,7 +245,7 @@ class DetectionSchedule:
         height, width = rgb.shape[:2]
         views += [_view_around(box) for box, _ in self._lost
                   if box[0] > 2 and box[2] < width - 3 and box[3] < height - 3]  # not walked out of the frame
-        return np.asarray(self.boxes.scan(rgb, views), np.float32) if views else empty
+        return np.asarray(self.boxes.scan(rgb, views), np.float32) if views else EMPTY
 
     def update(self, carried: np.ndarray, found: np.ndarray) -> None:
         """Note who was lost: carried boxes ``(M, 5)`` that no person found this frame ``(N, 5)`` overlaps."""
@@ -266,7 +265,6 @@ def _view_around(box: np.ndarray) -> tuple[int, int, int]:
     side = max(32, round(1.6 * float(max(box[2] - box[0], box[3] - box[1]))))
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return round(cx - side / 2), round(cy - side / 2), side
-
 
 
 # ------------------------------------------------------------------------------ background subtraction

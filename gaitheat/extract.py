@@ -305,6 +305,7 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
     """
     from gaitheat.crop import heatmap_to_image, keypoints_box, pad_box
     from gaitheat.detect import nms
+    from gaitheat.pose.base import concat_results
 
     # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS:
     # scored above every detection, they are kept (or not) whatever was detected, and come first.
@@ -320,10 +321,7 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
     if not np.array_equal(crop_boxes[: len(first_crops)], first_crops):  # the NMS argument above
         raise AssertionError("carried people must lead the proposals")
     if len(crop_boxes) > len(first_crops):
-        more = pose(_crops(rgb, crop_boxes[len(first_crops):], pose.input_size))
-        result = type(result)(*(np.concatenate([a, b]) for a, b in
-                                zip((result.heatmaps, result.keypoints, result.presence),
-                                    (more.heatmaps, more.keypoints, more.presence), strict=True)))
+        result = concat_results(result, pose(_crops(rgb, crop_boxes[len(first_crops):], pose.input_size)))
     hm_hw = result.heatmaps.shape[2:]
     image_kps = heatmap_to_image(result.keypoints, crop_boxes, hm_hw) if len(crop_boxes) else \
         np.zeros((0, 17, 3), np.float32)

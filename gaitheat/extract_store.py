@@ -160,7 +160,8 @@ def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: 
     return record
 
 
-def _finished(root: Path, source: Path, cfg: ExtractConfig) -> dict[str, Any] | None:
+def _finished(root: Path, source: Path, digest: str) -> dict[str, Any] | None:
+    """The done record of ``source`` if its marker holds the config ``digest`` and all its sequences exist."""
     import json
 
     marker = _marker_path(root, source)
@@ -168,7 +169,7 @@ def _finished(root: Path, source: Path, cfg: ExtractConfig) -> dict[str, Any] | 
         data = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("config") != _config_digest(cfg) or not all((root / p).is_file() for p in data.get("sequences", [])):
+    if data.get("config") != digest or not all((root / p).is_file() for p in data.get("sequences", [])):
         return None
     return {**data, "status": "skipped"}
 
@@ -204,11 +205,12 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
     sources = shard_inputs(everything, shard)
     records: dict[Path, dict[str, Any]] = {}
     todo = []
+    digest = _config_digest(cfg)
     for source in sources:
         if source in clashes:
             records[source] = {"source": str(source), "status": "failed", "error": clashes[source]}
             continue
-        done = _finished(root, source, cfg)
+        done = _finished(root, source, digest)
         if done is not None:
             records[source] = done
         else:

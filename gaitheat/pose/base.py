@@ -72,6 +72,12 @@ def decode_heatmaps(heatmaps: np.ndarray) -> np.ndarray:
     return np.stack([idx % w, idx // w, peak], axis=-1).astype(np.float32)
 
 
+def concat_results(a: PoseResult, b: PoseResult) -> PoseResult:
+    """The results of two backend calls as one, rows of ``a`` first."""
+    return PoseResult(np.concatenate([a.heatmaps, b.heatmaps]), np.concatenate([a.keypoints, b.keypoints]),
+                      np.concatenate([a.presence, b.presence]))
+
+
 def empty_result() -> PoseResult:
     """A :class:`PoseResult` for zero crops."""
     return PoseResult(np.zeros((0, 17, *HEATMAP_HW), np.float32), np.zeros((0, 17, 3), np.float32),
