@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from gaitheat.atomic import atomic_write_text
+from gaitheat.metrics import _augment_gallery, _euclidean_block, distance_matrix, strip_major
 
 DEFAULT_CHUNK = 8192  # gallery rows per distance block: (Q, chunk, P) floats at a time
 PCA_SAMPLE = 20_000  # rows that fit the projection (330 MB at 256 x 16); the index trains on more, projected
 
 
 def strip_distances(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Mean over strips of per-strip Euclidean distances (one block, no chunking).
+    """Mean over strips of per-strip Euclidean distances: :func:`gaitheat.metrics.distance_matrix`.
 
     Args:
         probe: (Q, D, P) float32.
@@ -45,10 +46,7 @@ def strip_distances(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     Returns:
         (Q, N) float32.
     """
-    x = np.ascontiguousarray(np.transpose(probe, (2, 0, 1)), dtype=np.float32)  # (P, Q, D)
-    y = np.ascontiguousarray(np.transpose(gallery, (2, 0, 1)), dtype=np.float32)  # (P, N, D)
-    sq = (x * x).sum(-1)[:, :, None] + (y * y).sum(-1)[:, None, :] - 2.0 * np.matmul(x, y.transpose(0, 2, 1))
-    return np.sqrt(np.maximum(sq, 0.0)).mean(0)  # (Q, N)
+    return distance_matrix(probe, gallery)
 
 
 def _merge_topk(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, offset: int, k: int
@@ -73,11 +71,15 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = DE
     Returns:
         distances (Q, k') float32 and rows (Q, k') int64, ascending, k' = min(k, N).
     """
-    q = len(queries)
-    best_d = np.empty((q, 0), dtype=np.float32)
-    best_i = np.empty((q, 0), dtype=np.int64)
-    for start in range(0, len(vectors), chunk):
-        block = strip_distances(queries, vectors[start:start + chunk])
+    return _topk_strips(strip_major(queries), _augment_gallery(strip_major(vectors)), k, chunk)
+
+
+def _topk_strips(q: np.ndarray, gallery: np.ndarray, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_topk` on (P, Q, D) probe strips and a (P, N, D + 2) gallery from ``_augment_gallery``."""
+    best_d = np.empty((q.shape[1], 0), dtype=np.float32)
+    best_i = np.empty((q.shape[1], 0), dtype=np.int64)
+    for start in range(0, gallery.shape[1], chunk):
+        block = _euclidean_block(q, gallery[:, start:start + chunk])
         best_d, best_i = _merge_topk(best_d, best_i, block, start, k)
     return best_d, best_i
 
@@ -88,14 +90,15 @@ class ExactSearcher:
     kind = "exact"
 
     def __init__(self, vectors: np.ndarray, chunk: int = DEFAULT_CHUNK) -> None:
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # laid out per strip once, not on every query
+        self._gallery = _augment_gallery(strip_major(vectors))
         self.chunk = chunk
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return int(self._gallery.shape[1])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return exact_topk(np.asarray(queries, dtype=np.float32), self.vectors, k, self.chunk)
+        return _topk_strips(strip_major(queries), self._gallery, k, self.chunk)
 
 
 class RawStore:
