@@ -173,7 +173,6 @@ def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progre
     gallery = runner.run("gallery", lambda: _gallery(root, cfg, trained["checkpoint"], progress))
     timings = dict(runner.timings)
     report = runner.run("report", lambda: _report(root, cfg, runner.results, timings))
-    runner.timings["report"] = runner.timings.get("report", 0.0)
     return {
         "out": str(root), "report": report["path"], "table": scores["table"], "headline": scores["headline"],
         "identify": gallery, "seconds": runner.timings, "minutes": (time.perf_counter() - started) / 60,
@@ -284,7 +283,7 @@ def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> di
         if not tracks:
             raise DemoError(f"gallery: no walker found in the probe video {probe}")
         found = identify_tracks(open_searcher(db), tracks, k=3, threshold=db.threshold)
-        people, sequences = len(db.people()), db.count()
+        people, sequences = db.people_count(), db.count()
     best = max(found, key=lambda f: f.track.frames)
     return {"probe": str(probe), "truth": truth, "top": best.matches, "label": best.label,
             "correct": best.label == truth, "gallery_people": people, "gallery_sequences": sequences,

@@ -14,7 +14,6 @@ from typing import Any
 
 HELP = "Enrol people into a gallery from their walking videos."
 
-VIDEO_SUFFIXES = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ghs"}
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
@@ -96,7 +95,11 @@ def read_people_folder(folder: str | Path) -> dict[str, list[Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder")
-    return {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES or f.is_dir())
+    from gaitheat.storage import SUFFIX
+    from gaitheat.video import VIDEO_SUFFIXES
+
+    inputs = VIDEO_SUFFIXES | {SUFFIX}
+    return {d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in inputs or f.is_dir())
             for d in sorted(folder.iterdir()) if d.is_dir()}
 
 
@@ -125,6 +128,7 @@ def people_from_args(args: argparse.Namespace) -> dict[str, list[Path]]:
 
 def run(args: argparse.Namespace) -> int:
     from gaitheat.cli import UserError
+    from gaitheat.extract import build_pose
     from gaitheat.gallery.db import GalleryDB, GalleryError
     from gaitheat.gallery.service import enrol_tracks, extract_tracks
 
@@ -132,11 +136,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         with GalleryDB(args.gallery, create=True) as db:
             embedder, cfg = load_pipeline(args, db)
+            pose = None  # one pose model for everyone, loaded at the first video (not for .ghs inputs)
             for name, videos in people.items():
-                tracks = extract_tracks(videos, embedder, cfg, progress=not args.no_progress)
+                if pose is None and any(Path(v).suffix != ".ghs" for v in videos):
+                    pose = build_pose(cfg)
+                tracks = extract_tracks(videos, embedder, cfg, progress=not args.no_progress, pose=pose)
                 ids = enrol_tracks(db, name, tracks, embedder)
                 print(f"enrolled {name}: {len(ids)} sequence(s) from {len(videos)} video(s)")
-            print(f"gallery {db.path}: {len(db.people())} people, {db.count()} embeddings")
+            print(f"gallery {db.path}: {db.people_count()} people, {db.count()} embeddings")
     except GalleryError as exc:
         raise UserError(str(exc)) from exc
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 HELP = "Manage a gallery: list, remove, stats, index, calibrate."
 
@@ -116,13 +117,16 @@ def _embed_labelled(db, args: argparse.Namespace):  # type: ignore[no-untyped-de
     from gaitheat.gallery.service import extract_tracks, main_track
 
     embedder, cfg = load_pipeline(args, db)
+    pairs = [(name, str(video)) for name, videos in read_pairs_csv(args.from_csv).items() for video in videos]
+    # one call, so one pose model for every video; then each video's main walker
+    by_video: dict[str, list[Any]] = {}
+    for track in extract_tracks([video for _, video in pairs], embedder, cfg, progress=False):
+        by_video.setdefault(track.source, []).append(track)
     embeddings, names = [], []
-    for name, videos in read_pairs_csv(args.from_csv).items():
-        for video in videos:
-            tracks = extract_tracks([video], embedder, cfg, progress=False)
-            if tracks:
-                embeddings.append(main_track(tracks).embedding)
-                names.append(name)
+    for name, video in pairs:
+        if by_video.get(video):
+            embeddings.append(main_track(by_video[video]).embedding)
+            names.append(name)
     if not embeddings:
         from gaitheat.cli import UserError
 

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--top-k must be >= 1")
     if args.show and not args.show.lower().endswith((".mp4", ".avi", ".gif")):
         raise UserError(f"--show {args.show}: use a .mp4, .avi or .gif file name")
+    if args.show and args.video.endswith(".ghs"):
+        raise UserError("--show needs the source video, not a .ghs file")
     try:
         with GalleryDB(args.gallery) as db:
             embedder, cfg = load_pipeline(args, db)
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             tracks = extract_tracks([args.video], embedder, cfg, progress=not args.no_progress)
             results = identify_tracks(searcher, tracks, args.top_k, threshold)
             report = {"gallery": str(db.path), "video": args.video, "model_sha256": embedder.sha256,
-                      "threshold": threshold, "search": searcher.kind, "people": len(db.people()),
+                      "threshold": threshold, "search": searcher.kind, "people": db.people_count(),
                       "tracks": [r.to_json() for r in results]}
     except GalleryError as exc:
         raise UserError(str(exc)) from exc
@@ -69,8 +71,5 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         from gaitheat.gallery.show import render_identities
 
-        if not args.video.endswith(".ghs"):
-            render_identities(args.video, results, args.show)
-        else:
-            raise UserError("--show needs the source video, not a .ghs file")
+        render_identities(args.video, results, args.show)
     return 0

@@ -315,12 +315,18 @@ class GalleryDB:
         (n,) = self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
         return int(n)
 
+    def people_count(self) -> int:
+        (n,) = self._conn.execute("SELECT COUNT(*) FROM people").fetchone()
+        return int(n)
+
+    def names(self) -> set[str]:
+        return {str(name) for (name,) in self._conn.execute("SELECT name FROM people")}
+
     def stats(self) -> dict[str, Any]:
         meta = self.meta()
-        (people,) = self._conn.execute("SELECT COUNT(*) FROM people").fetchone()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         return {
-            "path": str(self.path), "people": int(people), "embeddings": self.count(),
+            "path": str(self.path), "people": self.people_count(), "embeddings": self.count(),
             "embedding_shape": meta.get("embedding_shape"), "model_sha256": meta.get("model_sha256"),
             "checkpoint": meta.get("checkpoint"), "distance": meta.get("distance"),
             "threshold": self.threshold, "threshold_info": json.loads(meta.get("threshold_info", "null")),
@@ -331,9 +337,9 @@ class GalleryDB:
         """All embeddings and their people, read in one snapshot so they match ``generation``."""
         with self.transaction(write=False):
             generation = self.generation
-            names = tuple(str(r[0]) for r in self._conn.execute("SELECT name FROM people ORDER BY id"))
-            person_ids = self._conn.execute("SELECT id FROM people ORDER BY id").fetchall()
-            pid_to_index = {int(pid): i for i, (pid,) in enumerate(person_ids)}
+            people = self._conn.execute("SELECT id, name FROM people ORDER BY id").fetchall()
+            names = tuple(str(name) for _, name in people)
+            pid_to_index = {int(pid): i for i, (pid, _) in enumerate(people)}
             shape = self.embedding_shape or (0, 0)
             rows = self._conn.execute("SELECT id, person_id, vector FROM embeddings ORDER BY id").fetchall()
         vectors = np.empty((len(rows), *shape), dtype=np.float32)

@@ -85,7 +85,7 @@ class Track:
 
 
 def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg: Any = None,
-                   progress: bool = False) -> list[Track]:
+                   progress: bool = False, pose: Any = None) -> list[Track]:
     """Every tracked person of every input, embedded (inputs without a person give no track).
 
     Args:
@@ -93,6 +93,7 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
         embedder: the loaded checkpoint.
         extract_cfg: :class:`gaitheat.extract.ExtractConfig` (defaults when None).
         progress: a progress bar over the inputs on stderr.
+        pose: a ready pose backend to re-use across calls (built at the first video when None).
     """
     from tqdm import tqdm
 
@@ -101,7 +102,6 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
     from gaitheat.video import VideoError
 
     cfg = extract_cfg or ExtractConfig()
-    pose = None
     out: list[Track] = []
     for path in tqdm([Path(p) for p in inputs], desc="extract", unit="video", disable=not progress):
         if not path.exists():
@@ -265,7 +265,7 @@ def calibrate(db: GalleryDB, searcher: GallerySearcher, embeddings: np.ndarray, 
     """
     if len(embeddings) != len(names):
         raise ValueError(f"{len(embeddings)} embeddings but {len(names)} names")
-    enrolled = {p.name for p in db.people()}
+    enrolled = db.names()
     top = [searcher.top_people(e, 1)[0] for e in np.asarray(embeddings, np.float32)]
     best = np.array([d for _, d in top])
     if np.any(best < 1e-6):
