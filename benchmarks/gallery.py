@@ -69,7 +69,7 @@ def build(n: int, per: int, folder: Path) -> dict[str, float]:
 
 
 def query(n: int, per: int, folder: Path, count: int) -> dict[str, float]:
-    from gaitheat.gallery.search import FaissSearcher, RawStore, exact_topk
+    from gaitheat.gallery.search import FaissSearcher, RawStore, _merge_topk, strip_distances
 
     searcher = FaissSearcher(folder)
     q = _queries(n, per, count)
@@ -89,17 +89,11 @@ def query(n: int, per: int, folder: Path, count: int) -> dict[str, float]:
         best_i = np.empty((count, 0), np.int64)
         t0 = time.perf_counter()
         for start in range(0, n, CHUNK):  # exact search, streamed over the same raw vectors
-            d, i = exact_topk(q, raw.block(start, min(n, start + CHUNK)), 5)
-            best_d, best_i = _merge(best_d, best_i, d, i + start)
+            d = strip_distances(q, raw.block(start, min(n, start + CHUNK)))
+            best_d, best_i = _merge_topk(best_d, best_i, d, start, 5)
         out["exact_ms_per_query"] = (time.perf_counter() - t0) * 1000.0 / count
         out["recall5"] = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(found, best_i, strict=True)]))
     return out
-
-
-def _merge(bd: np.ndarray, bi: np.ndarray, d: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cd, ci = np.concatenate([bd, d], 1), np.concatenate([bi, i], 1)
-    order = np.lexsort((ci, cd), axis=1)[:, :5]
-    return np.take_along_axis(cd, order, 1), np.take_along_axis(ci, order, 1)
 
 
 def _run_worker(*args: str) -> dict[str, float]:

@@ -71,16 +71,16 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = DE
     Returns:
         distances (Q, k') float32 and rows (Q, k') int64, ascending, k' = min(k, N).
     """
-    return _topk_strips(strip_major(queries), _augment_gallery(strip_major(vectors)), k, chunk)
+    blocks = ((s, _augment_gallery(strip_major(vectors[s:s + chunk]))) for s in range(0, len(vectors), chunk))
+    return _topk_blocks(strip_major(queries), blocks, k)
 
 
-def _topk_strips(q: np.ndarray, gallery: np.ndarray, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`exact_topk` on (P, Q, D) probe strips and a (P, N, D + 2) gallery from ``_augment_gallery``."""
+def _topk_blocks(q: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_topk` on (P, Q, D) probe strips and (first row, (P, n, D + 2) gallery block) pairs."""
     best_d = np.empty((q.shape[1], 0), dtype=np.float32)
     best_i = np.empty((q.shape[1], 0), dtype=np.int64)
-    for start in range(0, gallery.shape[1], chunk):
-        block = _euclidean_block(q, gallery[:, start:start + chunk])
-        best_d, best_i = _merge_topk(best_d, best_i, block, start, k)
+    for start, gallery in blocks:
+        best_d, best_i = _merge_topk(best_d, best_i, _euclidean_block(q, gallery), start, k)
     return best_d, best_i
 
 
@@ -98,7 +98,8 @@ class ExactSearcher:
         return int(self._gallery.shape[1])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return _topk_strips(strip_major(queries), self._gallery, k, self.chunk)
+        n, chunk = len(self), self.chunk
+        return _topk_blocks(strip_major(queries), ((s, self._gallery[:, s:s + chunk]) for s in range(0, n, chunk)), k)
 
 
 class RawStore:
