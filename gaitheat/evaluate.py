@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -204,13 +204,6 @@ def gather_by_index(local: np.ndarray, indices: np.ndarray, total: int, world_si
                              total)
 
 
-class _ItemError(NamedTuple):
-    """A :class:`StoreError` as plain (picklable) data: its constructor takes two arguments."""
-
-    path: str
-    reason: str
-
-
 class _TestItems:
     """Test-mode items ``indices`` of a dataset; a :class:`StoreError` is *returned*, not raised.
 
@@ -228,13 +221,13 @@ class _TestItems:
         try:
             return self.dataset[self.indices[i]]
         except StoreError as exc:
-            return _ItemError(exc.path, exc.reason)
+            return exc
 
 
 def _collate_or_error(items: Sequence[Any]) -> Any:
     from gaitheat.datasets.sequences import collate_padded
 
-    errors = [x for x in items if isinstance(x, _ItemError)]
+    errors = [x for x in items if isinstance(x, StoreError)]
     return errors[0] if errors else collate_padded(items)
 
 
@@ -274,8 +267,8 @@ def embed_store(
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in loader:
-            if isinstance(batch, _ItemError):
-                raise StoreError(batch.path, batch.reason)
+            if isinstance(batch, StoreError):
+                raise batch
             heatmaps, lengths, _labels, indices = batch
             order.append(indices.numpy())
             yield heatmaps, lengths

@@ -68,6 +68,10 @@ class StoreError(Exception):
         self.path = str(path)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[StoreError], tuple[str, str]]:
+        # rebuilt from both arguments, so it crosses process boundaries (DataLoader workers) intact
+        return StoreError, (self.path, self.reason)
+
 
 @dataclass(frozen=True)
 class SequenceMeta:

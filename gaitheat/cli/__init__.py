@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every SIMD variant it tries
+    if os.environ.get("RANK", "0") != "0":
+        # under torchrun only rank 0 talks (train, evaluate); the others still report errors
+        logging.getLogger("gaitheat").setLevel(logging.ERROR)
     if args.command is None:
         parser.print_help()
         return 2

@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import os
     from pathlib import Path
 
     from gaitheat.config import load_config
@@ -40,9 +38,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"train.out={args.out}")
     cfg = load_config(ExperimentConfig, args.config, overrides)
-    if os.environ.get("RANK", "0") != "0":
-        # under torchrun only rank 0 talks; the others still report errors
-        logging.getLogger("gaitheat").setLevel(logging.ERROR)
     if not cfg.data.root:
         raise UserError("no heatmap store given: pass --data-root ROOT or set data.root")
     if not Path(cfg.data.root).is_dir():
