@@ -13,7 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 import time
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,37 +119,48 @@ class BlazePoseDetector:
 
     def __init__(self, model_path: str | Path | None = None, score_threshold: float = 0.3, tiles: str = "auto",
                  tile_size: int = 192, num_threads: int = 1, nms_iou: float = 0.3) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
         from gaitheat import assets
 
         if tiles not in ("auto", "always", "never"):
             raise ValueError(f"tiles must be auto, always or never, got {tiles!r}")
-        path = assets.verify_asset(assets.POSE_DETECTION) if model_path is None else Path(model_path)
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        self._path, self._num_threads = (assets.verify_asset(assets.POSE_DETECTION) if model_path is None
+                                         else Path(model_path)), num_threads
+        self._interpreter = self._load()
+        self._helper: Any = None  # a second interpreter for scans split over two threads, loaded when first needed
         outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._regressors, self._scores = outputs["Identity"], outputs["Identity_1"]
         self._anchors = ssd_anchors(self._SIZE)
         self.score_threshold, self.tiles, self.tile_size, self.nms_iou = score_threshold, tiles, tile_size, nms_iou
         self.invoke_seconds = self.invoke_cpu_seconds = 0.0  # inside invoke(), wall and CPU, for benchmarks
+        self._timing = threading.Lock()
 
-    def _detect_view(self, rgb: np.ndarray, x0: int, y0: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self) -> Any:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(self._path), num_threads=self._num_threads)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    def _detect_view(self, rgb: np.ndarray, x0: int, y0: int, side: int,
+                     interpreter: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Run on the square view ``[x0, x0+side) x [y0, y0+side)``; (person boxes, face boxes) in source px."""
         import cv2
 
+        interpreter = interpreter or self._interpreter
         scale = self._SIZE / side
         matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float64)
         view = cv2.warpAffine(rgb, matrix, (self._SIZE, self._SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        self._interpreter.set_tensor(self._input, (view.astype(np.float32) / 127.5 - 1.0)[None])
+        interpreter.set_tensor(self._input, (view.astype(np.float32) / 127.5 - 1.0)[None])
         start, cpu = time.perf_counter(), time.thread_time()
-        self._interpreter.invoke()
-        self.invoke_seconds += time.perf_counter() - start
-        self.invoke_cpu_seconds += time.thread_time() - cpu
-        reg = self._interpreter.get_tensor(self._regressors)[0]
-        logits = np.clip(self._interpreter.get_tensor(self._scores)[0, :, 0].astype(np.float64), -100, 100)
+        interpreter.invoke()
+        wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        with self._timing:
+            self.invoke_seconds += wall
+            self.invoke_cpu_seconds += cpu
+        reg = interpreter.get_tensor(self._regressors)[0]
+        logits = np.clip(interpreter.get_tensor(self._scores)[0, :, 0].astype(np.float64), -100, 100)
         probs = 1.0 / (1.0 + np.exp(-logits))
         hit = np.nonzero(probs >= self.score_threshold)[0]
         if len(hit) == 0:
@@ -176,11 +189,26 @@ class BlazePoseDetector:
         """Search every view of the frame (:meth:`views`)."""
         return self.scan(rgb, self.views(rgb.shape[1], rgb.shape[0]))
 
-    def scan(self, rgb: np.ndarray, views: list[tuple[int, int, int]]) -> np.ndarray:
-        """Person boxes ``(N, 5)`` found in ``views``, a subset of :meth:`views` or any squares ``(x0, y0, side)``."""
+    def scan(self, rgb: np.ndarray, views: list[tuple[int, int, int]], helper: Executor | None = None) -> np.ndarray:
+        """Person boxes ``(N, 5)`` found in ``views``, a subset of :meth:`views` or any squares ``(x0, y0, side)``.
+
+        With ``helper`` (an idle one-thread executor), every other view is searched there, on a second
+        interpreter, while this thread searches the rest: the same boxes in about half the time on two cores.
+        """
         if not views:
             return EMPTY
-        found = [self._detect_view(rgb, *view) for view in views]
+        if helper is not None and len(views) > 1:
+            def search_theirs() -> list[tuple[np.ndarray, np.ndarray]]:
+                if self._helper is None:  # loaded on the helper thread, while this one searches
+                    self._helper = self._load()
+                return [self._detect_view(rgb, *view, self._helper) for view in views[1::2]]
+
+            theirs = helper.submit(search_theirs)
+            ours = [self._detect_view(rgb, *view) for view in views[0::2]]
+            found: list[tuple[np.ndarray, np.ndarray]] = [None] * len(views)  # type: ignore[list-item]
+            found[0::2], found[1::2] = ours, theirs.result()
+        else:
+            found = [self._detect_view(rgb, *view) for view in views]
         persons = np.concatenate([p for p, _ in found])
         faces = np.concatenate([f for _, f in found])
         if len(persons) == 0:
@@ -230,9 +258,17 @@ class DetectionSchedule:
         self.sweeps = callable(getattr(boxes, "scan", None))
         self._lost: list[tuple[np.ndarray, int]] = []  # (last box, frames searched)
 
-    def __call__(self, rgb: np.ndarray, frame_index: int, step: int, followed: np.ndarray) -> np.ndarray:
-        """Detector boxes ``(N, 5)`` for this frame; ``followed`` holds the carried pose boxes ``(M, 5)``."""
+    def __call__(self, rgb: np.ndarray, frame_index: int, step: int, followed: np.ndarray,
+                 helper: Executor | None = None) -> np.ndarray:
+        """Detector boxes ``(N, 5)`` for this frame; ``followed`` holds the carried pose boxes ``(M, 5)``.
+
+        ``helper``: an idle one-thread executor over which a whole-frame search is split (see
+        :meth:`BlazePoseDetector.scan`); the boxes are the same with or without it.
+        """
         if self.boxes.every_frame or len(followed) == 0:
+            if helper is not None and self.sweeps and not self.boxes.every_frame:
+                views = self.boxes.views(rgb.shape[1], rgb.shape[0])
+                return np.asarray(self.boxes.scan(rgb, views, helper=helper), np.float32)
             return np.asarray(self.boxes(rgb, frame_index), np.float32)
         if not self.sweeps:
             due = self.periodic and step % self.period == 0

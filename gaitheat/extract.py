@@ -26,6 +26,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -56,8 +57,10 @@ class ExtractConfig:
         pose: pose backend name (``blazepose`` or ``onnx``).
         pose_model: model file for the backend (required for ``onnx``).
         pose_threads: interpreter threads per process.
-        detector_thread: run the box source on its own thread while the carried people are posed (the
-            same output either way). Worth it with a core to spare; ``--workers`` pools that fill the
+        detector_thread: run the box source on its own thread while the carried people are posed, and
+            split whole-frame searches (nobody followed) between that thread and the caller (the same
+            output either way). Worth it with a core to spare: off where the process may use only one
+            core (its affinity mask: ``taskset``, Slurm, cpusets), and ``--workers`` pools that fill the
             cores turn it off in their processes.
         flip_test: average with the mirrored crop's heatmaps (``onnx`` only, as mmpose's test config).
         detector: box source: ``blazepose``, ``mog2`` (fixed cameras) or ``boxes`` (needs ``boxes_file``).
@@ -239,37 +242,44 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
                          boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
     from gaitheat.detect import DetectionSchedule
-    from gaitheat.track import DeferredTracks, PersonTracker, TrackCollector, import_in_background
+    from gaitheat.extract_store import available_cores
+    from gaitheat.track import BackgroundTracks, PersonTracker, TrackCollector
     from gaitheat.video import decode_frames, prefetch, probe_source
 
     cfg = cfg or ExtractConfig()
     source = Path(source)
     info = probe_source(source)
-    loading = import_in_background("trackers") if info.kind != "image" else None
     pose = pose if pose is not None else build_pose(cfg)
     boxes = boxes if boxes is not None else build_box_source(cfg)
     fps = info.fps / cfg.frame_stride if info.fps > 0 else 25.0
-    tracks = DeferredTracks(lambda: PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds), loading)
     still = TrackCollector()  # a still image has nobody to follow: each person is its own one-frame track
     carried = np.zeros((0, 5), np.float32)  # previous frame's pose boxes
     frames = person_frames = 0
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
     schedule = DetectionSchedule(boxes, cfg.detect_every, periodic, cfg.redetect_lost)
+    threaded = cfg.detector_thread and available_cores() > 1  # on one core a second thread only adds switching
     # The detector searches each frame on its own thread while this one poses the people carried over
     # from the last frame (LiteRT releases the GIL): on two cores its time mostly disappears.
-    with ThreadPoolExecutor(1, thread_name_prefix="gaitheat-detect") as detector_thread:
+    # Association runs on its own thread too, behind the frames (it also imports trackers there).
+    with contextlib.ExitStack() as stack:
+        detector_thread = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="gaitheat-detect"))
+        tracks = None if info.kind == "image" else stack.enter_context(
+            BackgroundTracks(lambda: PersonTracker(cfg.tracker, fps=fps, lost_seconds=cfg.lost_seconds)))
         for step, frame in enumerate(prefetch(decode_frames(source, 0, cfg.max_frames, cfg.frame_stride))):
             frames += 1
-            if cfg.detector_thread:
-                detected: Any = detector_thread.submit(schedule, frame.rgb, frame.index, step, carried).result
+            if threaded and len(carried) == 0:
+                # Nobody to pose until the detector is done: this thread searches half of its views.
+                detected: Any = schedule(frame.rgb, frame.index, step, carried, helper=detector_thread)
+            elif threaded:
+                detected = detector_thread.submit(schedule, frame.rgb, frame.index, step, carried).result
             else:
                 detected = schedule(frame.rgb, frame.index, step, carried)
             followed = carried if cfg.reuse_landmarks else carried[:0]
             found = _estimate_people(frame.rgb, followed, detected, pose, cfg)
             schedule.update(carried, found["boxes"])
             person_frames += len(found["boxes"])
-            if info.kind == "image":
+            if tracks is None:
                 still.add_frame(frame.index, found, np.arange(len(found["boxes"])))
             else:
                 tracks.add_frame(frame.index, found)
@@ -278,7 +288,7 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
                 on_frame(frame.index)
     announced = min(info.num_frames, cfg.max_frames or info.num_frames)
     report = VideoReport(str(source), frames, [], [], person_frames, -(-announced // cfg.frame_stride))
-    _finish_tracks(report, still if info.kind == "image" else tracks.finish(), source, info, pose, cfg)
+    _finish_tracks(report, still if tracks is None else tracks.finish(), source, info, pose, cfg)
     return report
 
 

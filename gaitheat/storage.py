@@ -183,8 +183,12 @@ def quantise(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     hi = x.max(axis=(2, 3))
     scale = ((hi - lo) / 255.0).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    codes = np.rint((x - lo[..., None, None]) / safe[..., None, None])
-    return np.clip(codes, 0, 255).astype(np.uint8), lo.astype(np.float32), scale
+    # In place on one float32 buffer: the same arithmetic as (x - lo) / safe, rounded, clipped.
+    work = np.subtract(x, lo[..., None, None])
+    np.divide(work, safe[..., None, None], out=work)
+    np.rint(work, out=work)
+    np.clip(work, 0, 255, out=work)
+    return work.astype(np.uint8), lo.astype(np.float32), scale
 
 
 def dequantise(codes: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -6,15 +6,16 @@ identities. ``trackers`` draws identities from a process-wide counter, so the sa
 different ids on a second run in the same process; :class:`PersonTracker` renumbers them 0, 1, ...
 in order of first appearance, which makes extraction reproducible.
 
-Importing ``trackers`` costs about 0.4 s of CPU (it pulls in ``supervision`` and SciPy), so the
-extractor starts it in a background thread (:func:`import_in_background`) and lets association lag
-behind the frames until it is ready (:class:`DeferredTracks`), with the same result.
+Importing ``trackers`` costs about 0.8 s of CPU (it pulls in ``supervision`` and SciPy), so the
+extractor associates on a background thread (:class:`BackgroundTracks`), which also does that import,
+and lets association lag behind the frames, with the same result.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import queue
 import sys
 import threading
 from collections.abc import Callable
@@ -28,11 +29,9 @@ TRACKERS = ("bytetrack", "sort")
 def import_in_background(module: str = "trackers") -> threading.Thread | None:
     """Start importing ``module`` in a daemon thread; None if it is already imported.
 
-    ``trackers`` takes about 0.4 s of CPU to import (it pulls in ``supervision`` and SciPy), which a
-    fresh process would otherwise spend before its first frame. In the background it overlaps the first
-    frames' model invokes, which release the GIL; but the import holds the GIL most of the time, which
-    the extracting thread needs between invokes, so on 100 vtest frames it hides only about 0.1 s of the
-    0.4 s. A failed import is not lost: importing the module again in the caller raises the error.
+    ``trackers`` takes about 0.8 s of CPU to import (it pulls in ``supervision`` and SciPy); a pooled
+    worker starts it while it loads its pose model. A failed import is not lost: importing the module
+    again in the caller raises the error.
     """
     if module in sys.modules:
         return None
@@ -156,42 +155,65 @@ class TrackCollector:
         return frames, {name: np.stack([row[name] for _, row in entries]) for name in names or entries[0][1]}
 
 
-class DeferredTracks:
-    """A :class:`PersonTracker` feeding a :class:`TrackCollector`, whose association may lag behind the frames.
+class BackgroundTracks:
+    """A :class:`PersonTracker` feeding a :class:`TrackCollector` on its own thread.
 
     Association needs nothing from later stages of a frame, and nothing of it feeds back into detection,
-    so frames are queued while ``trackers`` is still importing (:func:`import_in_background`) and
-    associated, in order, as soon as it is ready; the result is the same as associating each frame at once.
+    so the extracting thread only queues each frame's people and goes on to the next frame's pose
+    invokes (which release the GIL), while this thread builds the tracker (importing ``trackers``,
+    about 0.8 s of CPU in a fresh process, happens here) and associates the frames in order. The
+    result is the same as associating each frame at once. Use it as a context manager, so the thread
+    ends however the frame loop does.
 
     Args:
-        make_tracker: builds the :class:`PersonTracker` (called once the import is done).
-        loading: the import thread, or None when nothing is loading.
+        make_tracker: builds the :class:`PersonTracker` (on the background thread).
     """
 
-    def __init__(self, make_tracker: Callable[[], PersonTracker], loading: threading.Thread | None = None) -> None:
+    def __init__(self, make_tracker: Callable[[], PersonTracker]) -> None:
         self.collector = TrackCollector()
-        self._make, self._loading = make_tracker, loading
-        self._tracker: PersonTracker | None = None
-        self._queue: list[tuple[int, dict[str, np.ndarray]]] = []
+        self._queue: queue.SimpleQueue[tuple[int, dict[str, np.ndarray]] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        # Started with the first frame, not before: the import would otherwise compete with the first
+        # frame's whole-frame detector search for the second core and the GIL.
+        self._thread = threading.Thread(target=self._run, args=(make_tracker,), name="gaitheat-track", daemon=True)
+
+    def __enter__(self) -> BackgroundTracks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
 
     def add_frame(self, frame_index: int, people: dict[str, np.ndarray]) -> None:
-        """Queue one frame's people (``people["boxes"]`` ``(N, 5)``); associate what can be."""
-        self._queue.append((frame_index, people))
-        if self._loading is None or not self._loading.is_alive():
-            self._drain()
+        """Queue one frame's people (``people["boxes"]`` ``(N, 5)``) for association."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((frame_index, people))
+        if self._thread.ident is None:
+            self._thread.start()
 
     def finish(self) -> TrackCollector:
-        """Associate every queued frame and return the collector."""
-        if self._loading is not None:
-            self._loading.join()
-        self._drain()
+        """Wait until every queued frame is associated and return the collector.
+
+        Raises:
+            whatever building the tracker or associating raised (e.g. ``ImportError``), unchanged.
+        """
+        self._stop()
+        if self._error is not None:
+            raise self._error
         return self.collector
 
-    def _drain(self) -> None:
-        if not self._queue:
-            return
-        if self._tracker is None:
-            self._tracker = self._make()
-        for frame_index, people in self._queue:
-            self.collector.add_frame(frame_index, people, self._tracker.update(people["boxes"]))
-        self._queue.clear()
+    def _stop(self) -> None:
+        if self._thread.ident is None:  # no frame came: build the tracker here, so its errors still surface
+            self._thread.start()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self, make_tracker: Callable[[], PersonTracker]) -> None:
+        try:
+            tracker = make_tracker()
+            while (item := self._queue.get()) is not None:
+                frame_index, people = item
+                self.collector.add_frame(frame_index, people, tracker.update(people["boxes"]))
+        except BaseException as exc:  # re-raised on the extracting thread
+            self._error = exc

@@ -317,3 +317,24 @@ def test_people_carried_over_are_posed_before_the_detector_is_waited_for(media_d
     from gaitheat.detect import iou_matrix
 
     assert iou_matrix(waited["boxes"][:1], carried[:1])[0, 0] > 0.8  # the carried person, found again
+
+
+def test_a_search_split_over_two_threads_finds_the_same_boxes(media_dir: Path) -> None:
+    """The whole-frame search of a frame nobody is followed in is split over the detector thread and the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gaitheat.detect import BlazePoseDetector
+
+    capture = cv2.VideoCapture(str(media_dir / "vtest.avi"))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    detector = BlazePoseDetector()
+    views = detector.views(rgb.shape[1], rgb.shape[0])
+    assert len(views) > 2  # the letterboxed frame and its tiles
+    alone = detector(rgb, 0)
+    with ThreadPoolExecutor(1) as helper:
+        split = detector.scan(rgb, views, helper=helper)
+    assert len(alone) >= 3  # vtest's first frame shows several people
+    np.testing.assert_array_equal(split, alone)

@@ -3,6 +3,7 @@ pre-pose duplicate filter, and association that lags behind the frames while ``t
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from gaitheat.detect import DetectionSchedule, sweep_slots
 from gaitheat.extract import _already_followed
-from gaitheat.track import DeferredTracks, PersonTracker, TrackCollector
+from gaitheat.track import BackgroundTracks, PersonTracker, TrackCollector
 
 
 @pytest.mark.parametrize(("views", "period"), [(21, 30), (21, 10), (5, 5), (1, 30), (40, 7)])
@@ -98,7 +99,7 @@ def test_detections_of_people_already_followed_are_not_posed_again() -> None:
     assert _already_followed(detected, carried[:0]).tolist() == [False, False, False]
 
 
-def test_deferred_association_equals_associating_each_frame_at_once() -> None:
+def test_background_association_equals_associating_each_frame_at_once() -> None:
     rng = np.random.default_rng(0)
     frames = []
     for t in range(15):
@@ -110,19 +111,47 @@ def test_deferred_association_equals_associating_each_frame_at_once() -> None:
     for t, people in enumerate(frames):
         direct.add_frame(t, people, direct_tracker.update(people["boxes"]))
     release = threading.Event()
-    loading = threading.Thread(target=release.wait)
-    loading.start()
-    deferred = DeferredTracks(lambda: PersonTracker("bytetrack", fps=10), loading)
-    for t, people in enumerate(frames[:5]):
-        deferred.add_frame(t, people)
-    assert deferred.collector.track_ids == []  # still "importing": frames wait in order
-    release.set()
-    loading.join()
-    for t, people in enumerate(frames[5:], start=5):
-        deferred.add_frame(t, people)
-    collected = deferred.finish()
+
+    def slow_tracker() -> PersonTracker:  # as if trackers were still importing
+        release.wait()
+        return PersonTracker("bytetrack", fps=10)
+
+    with BackgroundTracks(slow_tracker) as background:
+        for t, people in enumerate(frames[:5]):
+            background.add_frame(t, people)
+        assert background.collector.track_ids == []  # the tracker is not built yet: frames wait in order
+        release.set()
+        for t, people in enumerate(frames[5:], start=5):
+            background.add_frame(t, people)
+        collected = background.finish()
     assert collected.track_ids == direct.track_ids == [0, 1]
     for track_id in direct.track_ids:
         f1, r1 = direct.stacked(track_id)
         f2, r2 = collected.stacked(track_id)
         assert np.array_equal(f1, f2) and np.array_equal(r1["value"], r2["value"])
+
+
+def test_background_association_error_reaches_the_caller() -> None:
+    def broken() -> PersonTracker:
+        raise ImportError("no trackers here")
+
+    with BackgroundTracks(broken) as background, pytest.raises(ImportError, match="no trackers here"):
+        background.finish()
+    # a frame loop that fails leaves no thread behind
+    with pytest.raises(RuntimeError), BackgroundTracks(lambda: PersonTracker("bytetrack", fps=10)) as background:
+        thread = background._thread
+        raise RuntimeError("decode failed")
+    assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")
+def test_available_cores_follows_the_affinity_mask() -> None:
+    from gaitheat.extract_store import available_cores
+
+    cores = sorted(os.sched_getaffinity(0))
+    assert available_cores() == len(cores)
+    try:
+        os.sched_setaffinity(0, cores[:1])  # as taskset -c or a one-CPU Slurm allocation
+        assert available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, cores)
