@@ -123,8 +123,8 @@ class BlazePoseDetector:
 
         if tiles not in ("auto", "always", "never"):
             raise ValueError(f"tiles must be auto, always or never, got {tiles!r}")
-        self._path, self._num_threads = (assets.verify_asset(assets.POSE_DETECTION) if model_path is None
-                                         else Path(model_path)), num_threads
+        self._path = assets.verify_asset(assets.POSE_DETECTION) if model_path is None else Path(model_path)
+        self._num_threads = num_threads
         self._interpreter = self._load()
         self._helper: Any = None  # a second interpreter for scans split over two threads, loaded when first needed
         outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}

@@ -181,7 +181,8 @@ class BackgroundTracks:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop()
+        if self._thread.ident is not None:  # a loop that failed before its first frame imports nothing
+            self._stop()
 
     def add_frame(self, frame_index: int, people: dict[str, np.ndarray]) -> None:
         """Queue one frame's people (``people["boxes"]`` ``(N, 5)``) for association."""
@@ -197,14 +198,14 @@ class BackgroundTracks:
         Raises:
             whatever building the tracker or associating raised (e.g. ``ImportError``), unchanged.
         """
+        if self._thread.ident is None:  # no frame came: build the tracker anyway, so its errors still surface
+            self._thread.start()
         self._stop()
         if self._error is not None:
             raise self._error
         return self.collector
 
     def _stop(self) -> None:
-        if self._thread.ident is None:  # no frame came: build the tracker here, so its errors still surface
-            self._thread.start()
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
