@@ -350,6 +350,7 @@ def evaluate_checkpoint(
     data_root: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    onnx: str | Path | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint on a store; returns the results dict (None on ranks other than 0).
 
@@ -358,6 +359,8 @@ def evaluate_checkpoint(
         cfg: experiment config whose ``data`` and ``eval`` sections apply (None = the checkpoint's).
         data_root: store root (overrides ``cfg.data.root``).
         device: ``cpu`` / ``cuda`` / None (CUDA when available); under torchrun one GPU per rank.
+        onnx: embed with this ``gaitheat export-onnx`` file of the same checkpoint (ONNX Runtime, CPU)
+            instead of PyTorch; the checkpoint still gives the config.
     """
     import torch
 
@@ -384,6 +387,8 @@ def evaluate_checkpoint(
         if isinstance(model, GaitHeat):
             model.gamma_deg = gamma
             model = optimise_for_inference(model)  # BN folded + channels-last: 1.6x faster, same embeddings
+        if onnx is not None:
+            model = _onnx_model(onnx, str(info["sha256"]), gamma)
         rows, partition = protocol_rows(cfg, protocol, root)
         emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max,
                           batch_size_for(info_dist.device, cfg.eval.batch_size),
@@ -401,11 +406,25 @@ def evaluate_checkpoint(
         "partition": partition or protocol.partition or "all subjects", "gamma_deg": gamma,
         "num_sequences": len(rows), "num_subjects": len({r.subject for r in rows}),
         "frames_test_max": cfg.data.frames_test_max, "precision": cfg.eval.precision,
+        "backend": "torch" if onnx is None else f"onnx ({Path(onnx).name})",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     results["cross_domain"] = "custom" not in (protocol.name, trained_cfg.data.dataset) and \
         trained_cfg.data.dataset != protocol.name
     return results
+
+
+def _onnx_model(path: str | Path, sha256: str, gamma_deg: float) -> Any:
+    """The ONNX export ``path`` of the checkpoint with ``sha256``, checked to embed as PyTorch would here."""
+    from gaitheat.export_onnx import OnnxModel
+
+    model = OnnxModel(path)
+    if model.sha256 != sha256:
+        raise ValueError(f"{path}: exported from checkpoint {model.sha256[:12]}, not from this one ({sha256[:12]})")
+    if not math.isclose(model.gamma_deg, gamma_deg):
+        raise ValueError(f"{path}: PGHA's gamma is {model.gamma_deg} deg in the graph but this protocol uses "
+                         f"{gamma_deg} deg; evaluate with the PyTorch backend")
+    return model
 
 
 def make_train_eval(cfg: ExperimentConfig) -> Any:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "index": "index",
     "import-pkl": "import_pkl",
     "export-pkl": "export_pkl",
+    "export-onnx": "export_onnx",
     "train": "train",
     "evaluate": "evaluate",
     "enrol": "enrol",

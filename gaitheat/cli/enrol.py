@@ -25,6 +25,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, checkpoint_required:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="ExtractConfig override (repeatable), e.g. --set frame_stride=2")
     parser.add_argument("--device", default=None, help="torch device for the network (default: cuda if available)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                        help="embed with PyTorch or with ONNX Runtime (default: onnx when --onnx is given)")
+    parser.add_argument("--onnx", metavar="MODEL.onnx", help="`gaitheat export-onnx` file of the same checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,6 +44,11 @@ def load_pipeline(args: argparse.Namespace, db: Any) -> tuple[Any, Any]:
     except ValueError as exc:  # ExtractConfig validates its values in __post_init__
         raise UserError(f"extraction config: {exc}") from exc
     checkpoint = args.checkpoint or (db.meta().get("checkpoint") if db is not None else None)
+    backend = getattr(args, "backend", None) or ("onnx" if getattr(args, "onnx", None) else "torch")
+    if backend == "onnx":
+        checkpoint = args.onnx or (checkpoint if str(checkpoint).endswith(".onnx") else None)
+        if not checkpoint:
+            raise UserError("--backend onnx needs --onnx MODEL.onnx (made by `gaitheat export-onnx`)")
     if not checkpoint:
         raise UserError("--checkpoint is needed (the gallery has no checkpoint recorded)")
     if not Path(checkpoint).is_file():

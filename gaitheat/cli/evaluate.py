@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for the reports (default: next to the checkpoint)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                        help="embed with PyTorch or with ONNX Runtime (default: onnx when --onnx is given)")
+    parser.add_argument("--onnx", metavar="MODEL.onnx", help="`gaitheat export-onnx` file of --checkpoint")
     parser.add_argument("--compare", nargs=2, metavar=("A_JSON", "B_JSON"),
                         help="print two result JSONs side by side instead of evaluating")
 
@@ -89,8 +92,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = _compose_config(args)
     assert isinstance(cfg, ExperimentConfig)
+    if args.backend == "onnx" and not args.onnx:
+        raise UserError("--backend onnx needs --onnx MODEL.onnx (made by `gaitheat export-onnx`)")
+    onnx = args.onnx if args.backend != "torch" else None
     try:
-        results = evaluate_checkpoint(args.checkpoint, cfg, device=args.device, progress=not args.no_progress)
+        results = evaluate_checkpoint(args.checkpoint, cfg, device=args.device, progress=not args.no_progress,
+                                      onnx=onnx)
     except (ValueError, StoreError) as exc:  # both name the file at fault
         raise UserError(str(exc)) from exc
     if results is None:  # not rank 0 under torchrun

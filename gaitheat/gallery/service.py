@@ -47,7 +47,16 @@ class Embedder:
 
 
 def load_embedder(checkpoint: str | Path, device: str | None = None) -> Embedder:
-    """Load a checkpoint (on CUDA when available unless ``device`` says otherwise)."""
+    """Load a checkpoint (on CUDA when available unless ``device`` says otherwise).
+
+    A ``.onnx`` file (``gaitheat export-onnx``) is run by ONNX Runtime on the CPU instead; its
+    ``sha256`` is that of the checkpoint it was exported from, so galleries accept either.
+    """
+    from gaitheat.export_onnx import OnnxModel, is_onnx_path
+
+    if is_onnx_path(checkpoint):
+        onnx = OnnxModel(checkpoint)  # OnnxError (a ValueError) names the file
+        return Embedder(onnx, onnx.sha256, str(Path(checkpoint).resolve()), "cpu")
     import torch
 
     from gaitheat.checkpoint import load_model
