@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "synth": "synth",
     "demo": "demo",
     "doctor": "doctor",
+    "eval-tracks": "eval_tracks",
 }
 
 

@@ -1,0 +1,109 @@
+"""Crowd scenes: synthetic ground truth, TrackEval metrics on known cases, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaitheat.synth.crowd import format_mot, load_crowd_truth, mot_rows, plan_scene, render_scene, write_scene
+from gaitheat.tracking_metrics import evaluate_tracks, format_mot_rows, read_mot, read_tracks
+
+A, B = [0.0, 0.0, 10.0, 20.0], [50.0, 0.0, 10.0, 20.0]
+
+
+def _two_people(frames: int = 4) -> np.ndarray:
+    return np.array([[f, 1, *A, 1, 1, 1] for f in range(1, frames + 1)] + [[f, 2, *B, 1, 1, 1]
+                    for f in range(1, frames + 1)], float)
+
+
+def test_known_hota_idf1_after_a_round_trip_through_mot_text(tmp_path: Path) -> None:
+    gt = _two_people()
+    swapped = gt.copy()
+    late = swapped[:, 0] > 2
+    swapped[late, 1] = 3 - swapped[late, 1]  # the two predicted identities swap after frame 2
+    (tmp_path / "gt.txt").write_text(format_mot(gt))
+    (tmp_path / "pred.txt").write_text(format_mot_rows(swapped[:, :6]))
+    gt_back, pred_back = read_mot(tmp_path / "gt.txt"), read_mot(tmp_path / "pred.txt")
+    np.testing.assert_allclose(gt_back, gt)
+    perfect = evaluate_tracks([(gt_back, gt_back)])
+    assert perfect["hota"] == pytest.approx(1.0) and perfect["idf1"] == pytest.approx(1.0)
+    assert perfect["id_switches"] == 0 and perfect["mota"] == pytest.approx(1.0)
+    res = evaluate_tracks([(gt_back, pred_back)])
+    # every box is found (DetA 1); each predicted id follows each person for half the frames:
+    # AssA = TPA / (TPA + FPA + FNA) = 2 / 6, HOTA = sqrt(DetA * AssA); IDF1 = 4 / 8; two switches
+    assert res["deta"] == pytest.approx(1.0)
+    assert res["assa"] == pytest.approx(1 / 3)
+    assert res["hota"] == pytest.approx(np.sqrt(1 / 3))
+    assert res["idf1"] == pytest.approx(0.5) and res["id_switches"] == 2
+    assert res["mota"] == pytest.approx(0.75)  # 8 matches, 2 switches: 1 - 2 / 8
+
+
+def test_ignored_ground_truth_neither_counts_nor_penalises() -> None:
+    gt = _two_people()
+    gt[gt[:, 1] == 2, 6] = 0  # person 2 is flagged "ignore" (mostly hidden)
+    only_one = _two_people()[:4]
+    both = _two_people()
+    assert evaluate_tracks([(gt, only_one)])["idf1"] == pytest.approx(1.0)
+    assert evaluate_tracks([(gt, both)])["idf1"] == pytest.approx(1.0)  # a box on the ignored one is no error
+    missed = evaluate_tracks([(_two_people(), only_one)])
+    assert missed["idf1"] == pytest.approx(2 / 3) and missed["deta"] == pytest.approx(0.5)
+
+
+def test_bad_mot_rows_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,1,0,0,10,20\n2,x,0,0,1,1\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2"):
+        read_mot(bad)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_mot(tmp_path / "missing.txt")
+
+
+def test_crowd_scene_is_deterministic_with_consistent_ground_truth(tmp_path: Path) -> None:
+    scene = plan_scene("crossing", ["001", "002", "003"], frames=6, seed=2, name="crossing-t")
+    assert plan_scene("crossing", ["001", "002", "003"], frames=6, seed=2, name="crossing-t") == scene
+    paths = write_scene(tmp_path / "a", scene, size=(120, 200))
+    again = write_scene(tmp_path / "b", scene, size=(120, 200))
+    for key in ("video", "json", "gt"):
+        assert hashlib.sha256(paths[key].read_bytes()).digest() == hashlib.sha256(again[key].read_bytes()).digest()
+    record, truth = load_crowd_truth(paths["json"].parent)
+    assert record["type"] == "crossing" and [p["subject"] for p in record["people"]] == ["001", "002", "003"]
+    assert truth.boxes.shape == (3, 6, 4) and truth.joints.shape == (3, 6, 17, 2)
+    assert np.all((truth.visibility >= 0) & (truth.visibility <= 1))
+    rows = read_mot(paths["gt"])
+    np.testing.assert_allclose(rows, mot_rows(truth), atol=0.006)
+    np.testing.assert_allclose(read_tracks(paths["json"]), mot_rows(truth))
+    # a visible joint is never far outside its person's box
+    present = ~np.isnan(truth.boxes[..., 0])
+    for p, t in zip(*np.nonzero(present), strict=True):
+        j = truth.joints[p, t][truth.joints_visible[p, t]]
+        assert np.all((j >= truth.boxes[p, t, :2] - 4) & (j <= truth.boxes[p, t, 2:] + 4))
+
+
+def test_occlusion_lowers_visibility_when_people_overlap() -> None:
+    # side by side across the image: one partner walks behind the other and is partly hidden
+    scene = plan_scene("side_by_side", ["001", "002"], frames=3, seed=0, name="sbs-t")
+    _, truth = render_scene(scene, size=(135, 240))
+    assert truth.visibility[0].min() > 0.95 or truth.visibility[1].min() > 0.95
+    assert min(truth.visibility[0].min(), truth.visibility[1].min()) < 0.9
+    hidden = int(np.argmin(truth.visibility.min(axis=1)))
+    assert (~truth.joints_visible[hidden]).sum() > 0
+
+
+def test_cli_crowd_and_eval_tracks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gaitheat.cli import main
+
+    out = tmp_path / "crowd"
+    assert main(["synth", "--crowd", "--subjects", "3", "--scenes", "1", "--types", "overtaking", "--frames", "3",
+                 "--size", "160x96", "--out", str(out)]) == 0
+    gt = out / "overtaking-000" / "gt" / "gt.txt"
+    assert gt.exists() and (out / "overtaking-000" / "overtaking-000.avi").exists()
+    assert main(["eval-tracks", str(gt), str(gt), "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["idf1"] == pytest.approx(1.0)
+    assert main(["synth", "--crowd", "--subjects", "3", "--walkers", "9", "--out", str(out)]) == 2
+    assert main(["eval-tracks", str(gt), str(tmp_path / "nope.txt")]) == 2
+    assert "nope.txt" in capsys.readouterr().err
