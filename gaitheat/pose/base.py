@@ -28,11 +28,14 @@ class PoseResult:
         heatmaps: ``(N, 17, 64, 48)`` float32 heatmaps.
         keypoints: ``(N, 17, 3)`` float32 ``(x=column, y=row, score=peak)`` in heatmap pixels.
         presence: ``(N,)`` float32 probability that the crop shows a person (1 when the model has none).
+        masks: ``(N, h, w)`` bool person mask on the crop's pixel grid (``input_size``), or None when the
+            model has no segmentation output (the ONNX HRNet / ViTPose backend).
     """
 
     heatmaps: np.ndarray
     keypoints: np.ndarray
     presence: np.ndarray
+    masks: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -73,12 +76,14 @@ def decode_heatmaps(heatmaps: np.ndarray) -> np.ndarray:
 
 
 def concat_results(a: PoseResult, b: PoseResult) -> PoseResult:
-    """The results of two backend calls as one, rows of ``a`` first."""
+    """The results of two backend calls as one, rows of ``a`` first (masks only when both have them)."""
+    masks = None if a.masks is None or b.masks is None else np.concatenate([a.masks, b.masks])
     return PoseResult(np.concatenate([a.heatmaps, b.heatmaps]), np.concatenate([a.keypoints, b.keypoints]),
-                      np.concatenate([a.presence, b.presence]))
+                      np.concatenate([a.presence, b.presence]), masks)
 
 
-def empty_result() -> PoseResult:
-    """A :class:`PoseResult` for zero crops."""
+def empty_result(mask_hw: tuple[int, int] | None = None) -> PoseResult:
+    """A :class:`PoseResult` for zero crops (with ``(0, *mask_hw)`` masks when given)."""
+    masks = None if mask_hw is None else np.zeros((0, *mask_hw), bool)
     return PoseResult(np.zeros((0, 17, *HEATMAP_HW), np.float32), np.zeros((0, 17, 3), np.float32),
-                      np.zeros((0,), np.float32))
+                      np.zeros((0,), np.float32), masks)

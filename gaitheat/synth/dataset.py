@@ -4,10 +4,13 @@ Layout (the same names CASIA-B uses, so ``gaitheat extract`` reads it unchanged)
 
     <out>/<subject>/<condition>/<view>/<subject>-<condition>-<view>.avi    # MJPG, 25 fps
     <out>/<subject>/<condition>/<view>/<subject>-<condition>-<view>.json   # ground truth
+    <out>/<subject>/<condition>/<view>/<subject>-<condition>-<view>.mask.npz  # true body masks
 
 The ground-truth JSON holds the projected COCO-17 joints ``(T, 17, 2)`` and the figure's box
 ``(T, 4)`` (x1, y1, x2, y2) in image pixels, the gait phase, the identity parameters and the
-recording's nuisance. Every sequence has its own seed derived from (seed, subject, condition,
+recording's nuisance. The mask file holds, per frame, which pixels the renderer drew as body (bag
+included; before blur, noise and JPEG), bit-packed (:func:`load_body_masks`): the ground truth of
+extracted silhouettes. Every sequence has its own seed derived from (seed, subject, condition,
 view), so the same arguments give the same bytes whatever the number of workers.
 """
 
@@ -78,8 +81,18 @@ def render_sequence(identity: W.Identity, condition: str, view: str, frames: int
     return Rendered(frames_out, joints, boxes)
 
 
+def render_sequence_with_masks(identity: W.Identity, condition: str, view: str, frames: int, seed: int,
+                               size: tuple[int, int] = DEFAULT_SIZE) -> tuple[Rendered, np.ndarray]:
+    """:func:`render_sequence` (the same frames) plus the true body masks ``(T, H, W)`` bool."""
+    masks: list[np.ndarray] = []
+    frames_out, joints, boxes, _ = _render(identity, condition, view, frames, _seed(seed, "recording"), size, masks)
+    return Rendered(frames_out, joints, boxes), np.stack(masks)
+
+
 def _render(identity: W.Identity, condition: str, view: str, frames: int, rng: np.random.Generator,
-            size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+            size: tuple[int, int], masks_out: list[np.ndarray] | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Render one recording; each frame's body mask ``(H, W)`` bool is appended to ``masks_out`` if given."""
     import cv2
 
     if frames < 1:
@@ -105,6 +118,8 @@ def _render(identity: W.Identity, condition: str, view: str, frames: int, rng: n
         caps = S.body_capsules(joints3[t], {k: v[t] for k, v in extra.items()}, identity, rec, cov, phase[t])
         mask = _draw(img, caps, rec)
         boxes[t] = _mask_box(mask, uv[t])
+        if masks_out is not None:
+            masks_out.append(mask)
         out[t] = _finish(img, rec, noise_rng, cv2)
     info = {"quality": rec.quality, "bag": rec.bag, "figure_px": round(rec.camera.focal * 1.72 / rec.distance, 2),
             "camera_height": round(rec.camera.height, 4), "speed": round(float(speed), 4)}
@@ -173,6 +188,48 @@ def sequence_paths(out: str | Path, subject: str, condition: str, view: str) -> 
     return folder / f"{stem}.avi", folder / f"{stem}.json"
 
 
+def mask_path(video: str | Path) -> Path:
+    """The true body mask file of a synthetic video: ``<stem>.mask.npz`` beside it."""
+    return Path(video).with_suffix(".mask.npz")
+
+
+def save_body_masks(path: str | Path, masks: np.ndarray) -> None:
+    """Write ``(T, H, W)`` bool masks bit-packed along W, deflated (``.npz``), atomically and reproducibly."""
+    import io
+    import zipfile
+
+    from gaitheat.atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    # np.savez stamps the wall-clock time into the zip; a fixed stamp keeps "same seed, same bytes".
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in (("packed", np.packbits(masks.astype(bool), axis=-1)),
+                            ("shape", np.array(masks.shape, np.int64))):
+            member = io.BytesIO()
+            np.save(member, array, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, member.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_body_masks(path: str | Path) -> np.ndarray:
+    """Read the true body masks of a synthetic sequence (its video, JSON or mask path): ``(T, H, W)`` bool.
+
+    Raises:
+        ValueError: naming the file, if it is missing or not a mask file of this format.
+    """
+    p = Path(path)
+    p = p if p.name.endswith(".mask.npz") else mask_path(p)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            packed, shape = data["packed"], tuple(int(v) for v in data["shape"])
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise ValueError(f"{p}: not a readable synthetic body-mask file ({exc})") from exc
+    if len(shape) != 3 or packed.shape != (shape[0], shape[1], -(-shape[2] // 8)):
+        raise ValueError(f"{p}: packed masks {packed.shape} do not match the stated shape {shape}")
+    return np.unpackbits(packed, axis=-1, count=shape[2]).astype(bool)
+
+
 @dataclass(frozen=True)
 class _Job:
     out: str
@@ -190,19 +247,21 @@ def _write_one(job: _Job) -> str:
 
     cv2.setNumThreads(1)  # one worker per core; OpenCV's own threads would only contend
     video, gt = sequence_paths(job.out, job.subject, job.condition, job.view)
-    if video.exists() and gt.exists():
+    if video.exists() and gt.exists() and mask_path(video).exists():
         return "skipped"
     person = subject_identity(job.seed, job.subject, job.difficulty)
     rng = _seed(job.seed, "recording", job.subject, job.condition, job.view)
-    frames, joints, boxes, info = _render(person, job.condition, job.view, job.frames, rng, job.size)
+    masks: list[np.ndarray] = []
+    frames, joints, boxes, info = _render(person, job.condition, job.view, job.frames, rng, job.size, masks)
     record = {
         "subject": job.subject, "condition": job.condition, "view": job.view, "fps": FPS,
         "size": list(job.size), "seed": job.seed, "difficulty": job.difficulty,
         "joints": np.round(joints, 3).tolist(), "boxes": np.round(boxes, 3).tolist(),
         "identity": W.identity_to_dict(person), "recording": info,
     }  # fmt: skip
-    # ground truth first: a video without its JSON is treated as unfinished and redone
+    # ground truth first: a video without its JSON or masks is treated as unfinished and redone
     atomic_write_text(gt, json.dumps(record, separators=(",", ":")))
+    save_body_masks(mask_path(video), np.stack(masks))
     write_video(video, frames)
     return "written"
 
