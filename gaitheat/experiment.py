@@ -44,6 +44,8 @@ class ModelConfig:
     groups: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (11, 12, 13, 14, 15, 16))
     align: bool = True  # pose-guided heatmap alignment
     align_mode: Literal["composite", "two_pass"] = "composite"
+    # PGHA pixel convention: centre (exact) | edge (the release's x -> 2x/W - 1; see models/align.py)
+    align_pixels: Literal["centre", "edge"] = "centre"
     gamma_deg: float = 5.0  # |tilt| <= gamma: no alignment at eval, random skip (p=skip_prob) in training
     skip_prob: float = 0.8
     neck_to: tuple[float, float] = (24.0, 16.0)  # (x, y) target of the neck in heatmap pixels

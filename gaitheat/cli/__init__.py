@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "export_onnx",
     "train": "train",
     "evaluate": "evaluate",
+    "import-checkpoint": "import_checkpoint",
     "enrol": "enrol",
     "identify": "identify",
     "gallery": "gallery",

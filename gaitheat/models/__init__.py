@@ -22,6 +22,7 @@ def _build_gaitheat(cfg: ModelConfig, num_classes: int) -> GaitHeat:
         groups=cfg.groups,
         align=cfg.align,
         align_mode=cfg.align_mode,
+        align_pixels=cfg.align_pixels,
         gamma_deg=cfg.gamma_deg,
         skip_prob=cfg.skip_prob,
         neck_to=cfg.neck_to,

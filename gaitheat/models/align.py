@@ -6,11 +6,19 @@ neck lands on ``neck_to`` = (24, 16) in the 64 x 48 heatmap. All joints of a fra
 applied with ``affine_grid``/``grid_sample`` (bilinear, border padding, ``align_corners=False``).
 
 Coordinates are heatmap pixel *indices*: pixel (row i, column j) has its centre at x = j, y = i,
-which is what a per-channel argmax and the stored keypoints give. The official code maps pixels to
-``grid_sample``'s [-1, 1] range with u = 2x/W - 1, i.e. it treats an index as the pixel's left edge,
-while ``align_corners=False`` puts pixel centres at u = (2x + 1)/W - 1; the neck then misses its
-target by 0.1-0.2 px. We use the centre convention (:func:`pixel_to_normalised`), so an identity
-warp is exact and the neck lands on ``neck_to``.
+which is what a per-channel argmax and the stored keypoints give. Two pixel conventions map them to
+``grid_sample``'s [-1, 1] range (``pixels=``):
+
+* ``"centre"`` (default): u = (2x + 1)/W - 1, where ``align_corners=False`` puts pixel centres, so
+  the neck lands exactly on ``neck_to``.
+* ``"edge"``: u = 2x/W - 1, the released ``RotationMat``'s convention (an index is taken as the
+  pixel's left/top edge). The matrices are those of the release to float rounding
+  (``tests/test_golden.py`` checks them against the released code's output). In pixel terms the
+  rotation then turns about a point half a pixel off the spine midpoint in x and in y (a translation
+  is unaffected), so the neck misses ``neck_to`` by 2 sin(alpha/2) / sqrt(2) px: 0.12 px at a 10
+  degree tilt, 0.37 px at 30 degrees. The official configs use it, to reproduce the release.
+
+Either way an unwarped (skipped) frame is passed through untouched, not resampled.
 
 Differences from the official release, all deliberate:
 
@@ -37,6 +45,7 @@ NECK_JOINTS = (5, 6)  # COCO-17 left/right shoulder
 HIP_JOINTS = (11, 12)  # COCO-17 left/right hip
 SPINE_JOINTS = NECK_JOINTS + HIP_JOINTS
 AlignMode = Literal["composite", "two_pass"]
+PixelConvention = Literal["centre", "edge"]
 
 
 def argmax_keypoints(heatmaps: Tensor) -> Tensor:
@@ -141,19 +150,25 @@ def invert_affine(m: Tensor) -> Tensor:
     return torch.cat([inv, -(inv @ m[..., 2:])], dim=-1)
 
 
-def pixel_to_normalised(size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
+def pixel_to_normalised(
+    size: tuple[int, int], dtype: torch.dtype, device: torch.device, pixels: PixelConvention = "centre"
+) -> Tensor:
     """(3, 3) map from pixel indices (x, y, 1) to ``grid_sample`` coordinates with ``align_corners=False``.
-
-    Pixel centres sit at u = (2x + 1)/W - 1 (the official code omits the +1: half a pixel off).
 
     Args:
         size: (H, W).
+        pixels: "centre": u = (2x + 1)/W - 1, where ``grid_sample`` has pixel centres; "edge":
+            u = 2x/W - 1, the released code's convention (half a pixel off).
     """
     h, w = size
-    return torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]], dtype=dtype, device=device)
+    if pixels not in ("centre", "edge"):
+        raise ValueError(f"unknown pixel convention {pixels!r}; expected 'centre' or 'edge'")
+    # the centre convention moves every index by half a pixel: +1/W (+1/H) in normalised units
+    cx, cy = (1 / w, 1 / h) if pixels == "centre" else (0.0, 0.0)
+    return torch.tensor([[2 / w, 0, cx - 1], [0, 2 / h, cy - 1], [0, 0, 1]], dtype=dtype, device=device)
 
 
-def forward_to_theta(forward: Tensor, size: tuple[int, int]) -> Tensor:
+def forward_to_theta(forward: Tensor, size: tuple[int, int], pixels: PixelConvention = "centre") -> Tensor:
     """Turn forward pixel-space affine maps into ``affine_grid`` thetas.
 
     ``affine_grid`` maps *output* normalised coordinates to *input* ones, hence the inverse:
@@ -162,12 +177,41 @@ def forward_to_theta(forward: Tensor, size: tuple[int, int]) -> Tensor:
     Args:
         forward: (..., 2, 3) maps from source pixels to output pixels.
         size: (H, W) of the image they act on.
+        pixels: pixel convention of N (see :func:`pixel_to_normalised`).
     Returns:
         (..., 2, 3) thetas.
     """
-    n = pixel_to_normalised(size, forward.dtype, forward.device)
+    n = pixel_to_normalised(size, forward.dtype, forward.device, pixels)
     n_inv = _homogeneous(invert_affine(n[:2]))
     return (n @ _homogeneous(invert_affine(forward)) @ n_inv)[..., :2, :]
+
+
+def alignment_thetas(
+    keypoints: Tensor,
+    size: tuple[int, int] = (64, 48),
+    neck_to: tuple[float, float] = (24.0, 16.0),
+    pixels: PixelConvention = "centre",
+) -> Tensor:
+    """PGHA's two ``affine_grid`` thetas per frame, in the released ``RotationMat`` layout.
+
+    No frame is skipped here (see :func:`skip_mask`). With ``pixels="edge"`` this is what the
+    release's transform returns for a tilted frame.
+
+    Args:
+        keypoints: (..., 17, C >= 2) x, y in heatmap pixel indices (COCO-17).
+        size: (H, W) of the heatmaps.
+        neck_to: target (x, y) of the neck.
+        pixels: pixel convention (see :func:`pixel_to_normalised`).
+    Returns:
+        (..., 2, 3, 2): ``[..., 0]`` the rotation theta, ``[..., 1]`` the translation theta, computed
+        in float64 at least and returned in the keypoints' floating dtype.
+    """
+    neck, hip = spine_points(keypoints)
+    dtype = neck.dtype if neck.is_floating_point() else torch.float32
+    geo = torch.promote_types(dtype, torch.float64)
+    rot, shift = alignment_matrices(neck.to(geo), hip.to(geo), neck_to)
+    thetas = torch.stack([forward_to_theta(rot, size, pixels), forward_to_theta(shift, size, pixels)], dim=-1)
+    return thetas.to(dtype)
 
 
 def skip_mask(
@@ -226,6 +270,7 @@ def align_heatmaps(
     mode: AlignMode = "composite",
     generator: torch.Generator | None = None,
     min_spine: float = 1.0,
+    pixels: PixelConvention = "centre",
 ) -> Tensor:
     """Align each frame's heatmaps so the spine is vertical and the neck sits at ``neck_to``.
 
@@ -240,6 +285,7 @@ def align_heatmaps(
         mode: "composite" (one resampling) or "two_pass" (rotation, then translation, as released).
         generator: RNG for the training skip; global torch RNG when None.
         min_spine: spines shorter than this (pixels) are left unwarped.
+        pixels: "centre" (exact, default) or "edge" (the release's convention); see the module docstring.
     Returns:
         (N, J, H, W) aligned heatmaps, same dtype and device; unwarped frames are returned exactly.
     """
@@ -262,7 +308,7 @@ def align_heatmaps(
     )
     if mode == "composite":
         forward = (_homogeneous(shift) @ _homogeneous(rot))[..., :2, :]
-        aligned = warp(heatmaps, forward_to_theta(forward, size))
+        aligned = warp(heatmaps, forward_to_theta(forward, size, pixels))
     else:
-        aligned = warp(warp(heatmaps, forward_to_theta(rot, size)), forward_to_theta(shift, size))
+        aligned = warp(warp(heatmaps, forward_to_theta(rot, size, pixels)), forward_to_theta(shift, size, pixels))
     return torch.where(keep[:, None, None, None], heatmaps, aligned)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gaitheat.models.align import AlignMode, align_heatmaps
+from gaitheat.models.align import AlignMode, PixelConvention, align_heatmaps
 from gaitheat.models.layers import BNNeck, SeparateFCs, horizontal_pool, max_over, set_max
 from gaitheat.models.resnet9 import make_stage, make_stages
 
@@ -92,6 +92,8 @@ class GaitHeat(nn.Module):
         num_joints: J of the input heatmaps.
         align: apply PGHA inside the forward.
         align_mode: "composite" (one resampling) or "two_pass" (the official two).
+        align_pixels: PGHA's pixel convention, "centre" (exact) or "edge" (the release's; see
+            :mod:`gaitheat.models.align`).
         gamma_deg: upright threshold of PGHA, in degrees.
         skip_prob: training-time probability of leaving an upright frame unaligned.
         neck_to: (x, y) target of the neck, in heatmap pixels.
@@ -109,6 +111,7 @@ class GaitHeat(nn.Module):
         num_joints: int = 17,
         align: bool = True,
         align_mode: AlignMode = "composite",
+        align_pixels: PixelConvention = "centre",
         gamma_deg: float = 5.0,
         skip_prob: float = 0.8,
         neck_to: tuple[float, float] = (24.0, 16.0),
@@ -125,7 +128,7 @@ class GaitHeat(nn.Module):
         self.groups = tuple(tuple(int(j) for j in g) for g in groups)
         self.num_joints = num_joints
         self.num_classes = num_classes
-        self.align, self.align_mode = align, align_mode
+        self.align, self.align_mode, self.align_pixels = align, align_mode, align_pixels
         self.gamma_deg, self.skip_prob, self.neck_to = gamma_deg, skip_prob, neck_to
         self.stages = make_stages(widths, strides)
         self.fusion_stages = nn.ModuleList(make_stage(i, widths, strides) for i in (1, 2, 3)) if fusion else None
@@ -225,6 +228,7 @@ class GaitHeat(nn.Module):
                 training=self.training,
                 mode=self.align_mode,
                 generator=generator,
+                pixels=self.align_pixels,
             )
         return self.trunk(self.streams(frames), branches)
 

@@ -1,16 +1,25 @@
 """The released GaitHeat forward, restated op by op on our modules: the "faithful" baseline.
 
 :func:`official_forward` computes what FastPoseGait's ``GaitHeat.forward`` computes (spec §3), in the
-same data layout and order, with our fixes that change no arithmetic: argmax spine points instead of a
-CPU transform, the K joint-group part maps instead of channels 0 and 1, fp32 instead of the hard
-``.half()`` cast, and the pixel-centre convention in PGHA. What it keeps from the release:
+same data layout and order. Built like the release (part groups ``((0,), (1,))``, i.e. its channels 0
+and 1, ``align_mode="two_pass"``, ``align_pixels="edge"``) and given the released ``state_dict``
+(:mod:`gaitheat.released`), it reproduces the released code's outputs: ``tests/test_golden.py``
+checks every head, in training and eval mode, against outputs of the released code itself, and
+:func:`official_alignment` against its ``RotationMat`` + two ``grid_sample`` passes. What it keeps
+from the release:
 
-* two bilinear resamplings (rotation, then translation);
+* two bilinear resamplings (rotation, then translation), in the model's pixel convention;
 * 5-D ``[n, c, s, h, w]`` activations, each stage wrapped like ``SetBlockWrapper`` (transpose, fold the
   frames into the batch, run, unfold, transpose back, ``.contiguous()``);
 * Max Response and the branch maxima over ``chunk``-ed, stacked stream tensors;
 * all three heads computed at inference, with per-strip ``permute().contiguous().matmul()`` products;
 * NCHW fp32, BatchNorm not folded.
+
+What it does not keep, because none of it changes the arithmetic of a correct run: the hard
+``.half()`` cast before ``grid_sample`` (fp32 throughout), the CPU ``RotationMat`` transform
+(matrices are built in the forward, from given keypoints or the heatmaps' argmax), and Python's
+``random`` for the skip of upright frames (the model's torch RNG). The model's own joint groups are
+used, so with the default top/bottom groups it is the release's dataflow on our part maps.
 
 It shares parameters with a :class:`GaitHeat`, so ``benchmarks/train_step.py`` can time both on the
 same weights and the tests can check that our restructured forward computes the same function.
@@ -22,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gaitheat.models.align import align_heatmaps
+from gaitheat.models.align import PixelConvention, align_heatmaps
 from gaitheat.models.gaitheat import BRANCHES, GaitHeat, GaitOutput, Head
 
 
@@ -52,12 +61,38 @@ def _official_head(head: Head, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return embed_1, normed.permute(1, 2, 0).contiguous(), logits.permute(1, 2, 0).contiguous()
 
 
-def official_forward(model: GaitHeat, heatmaps: Tensor) -> GaitOutput:
+def official_alignment(
+    heatmaps: Tensor,
+    keypoints: Tensor | None = None,
+    *,
+    pixels: PixelConvention = "edge",
+    neck_to: tuple[float, float] = (24.0, 16.0),
+    gamma_deg: float = 5.0,
+    skip_prob: float = 0.8,
+    training: bool = False,
+) -> Tensor:
+    """The released PGHA: rotation then translation, two bilinear ``grid_sample`` passes, border padding.
+
+    Args:
+        heatmaps: (N, J, H, W) one frame per row.
+        keypoints: (N, J, C >= 2) x, y in heatmap pixels; None = per-channel argmax of the spine joints.
+        pixels: "edge" (the release's convention, the default here) or "centre".
+        neck_to, gamma_deg, skip_prob, training: as :func:`gaitheat.models.align.align_heatmaps`.
+    Returns:
+        (N, J, H, W) aligned heatmaps.
+    """
+    return align_heatmaps(heatmaps, keypoints, neck_to=neck_to, gamma_deg=gamma_deg, skip_prob=skip_prob,
+                          training=training, mode="two_pass", pixels=pixels)
+
+
+def official_forward(model: GaitHeat, heatmaps: Tensor, keypoints: Tensor | None = None) -> GaitOutput:
     """The released forward (two-pass PGHA, 5-D layout, all heads) with ``model``'s parameters.
 
     Args:
-        model: a GaitHeat with the fusion branch; its ``training`` flag drives PGHA's random skip.
+        model: a GaitHeat with the fusion branch; its ``training`` flag drives PGHA's random skip and
+            its ``align_pixels`` the pixel convention.
         heatmaps: (B, T, J, H, W), all sequences T frames long.
+        keypoints: (B, T, J, C >= 2) x, y in heatmap pixels for PGHA; None = the heatmaps' argmax.
     Returns:
         the same :class:`GaitOutput` contract as ``model(heatmaps)``.
     """
@@ -66,13 +101,14 @@ def official_forward(model: GaitHeat, heatmaps: Tensor) -> GaitOutput:
     n, s, j, h, w = heatmaps.shape
     x = heatmaps.reshape(n * s, j, h, w)
     if model.align:
-        x = align_heatmaps(
+        x = official_alignment(
             x,
+            None if keypoints is None else keypoints.reshape(n * s, j, -1),
+            pixels=model.align_pixels,
             neck_to=model.neck_to,
             gamma_deg=model.gamma_deg,
             skip_prob=model.skip_prob,
             training=model.training,
-            mode="two_pass",
         )
     x = x.view(n, s, j, h, w).permute(0, 2, 1, 3, 4)  # [n, J, s, h, w]
     parts = [x[:, list(g)].max(1, keepdim=True)[0] for g in model.groups]
