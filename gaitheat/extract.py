@@ -335,11 +335,16 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
     hm_hw = result.heatmaps.shape[2:]
     image_kps = heatmap_to_image(result.keypoints, crop_boxes, hm_hw) if len(crop_boxes) else \
         np.zeros((0, 17, 3), np.float32)
+    # People are followed from the argmax cells (the rounded sub-pixel keypoints), so the crops, and with
+    # them the heatmaps, do not depend on the refinement; the refined keypoints are what is stored.
+    cells = result.keypoints.copy()
+    cells[..., :2] = np.round(cells[..., :2])
+    cells = heatmap_to_image(cells, crop_boxes, hm_hw) if len(crop_boxes) else image_kps
     person_boxes, rows = [], []
     for i in range(len(crop_boxes)):
         if result.presence[i] < cfg.min_presence:
             continue
-        box = keypoints_box(image_kps[i])
+        box = keypoints_box(cells[i])
         if box is None:
             continue
         person_boxes.append(np.append(box, result.presence[i]))

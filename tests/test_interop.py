@@ -36,10 +36,11 @@ def test_import_export_round_trip(tmp_path: Path) -> None:
         seq = read_sequence(tmp_path / "store" / key / f"{view}.ghs")
         assert seq.meta.subject == key.split("/")[0]
         np.testing.assert_array_equal(seq.image_keypoints, pose)
-        # store keypoints are in heatmap pixels, from the argmax
+        # store keypoints are in heatmap pixels: the argmax, refined by a quarter cell at most
         flat = heat.astype(np.float32).reshape(heat.shape[0], 17, -1).argmax(-1)
-        np.testing.assert_array_equal(seq.keypoints[..., 1], flat // 48)
-        np.testing.assert_array_equal(seq.keypoints[..., 0], flat % 48)
+        np.testing.assert_array_equal(np.round(seq.keypoints[..., 1]), flat // 48)
+        np.testing.assert_array_equal(np.round(seq.keypoints[..., 0]), flat % 48)
+        assert set(np.unique(np.abs(seq.keypoints[..., :2] - np.round(seq.keypoints[..., :2])))) <= {0.0, 0.25}
     out = export_pkl_tree(tmp_path / "store", tmp_path / "back")
     assert len(out.written) == 3
     for key, (heat, pose) in made.items():

@@ -58,21 +58,21 @@ class PoseBackend(Protocol):
 
 
 def decode_heatmaps(heatmaps: np.ndarray) -> np.ndarray:
-    """Per-joint argmax of heatmaps; the score is the peak value (as mmpose's keypoint score).
+    """Per-joint peak of heatmaps, refined a quarter cell towards the higher neighbour; the score is the
+    peak value (as mmpose's keypoint score).
 
-    Integer positions are kept on purpose: pose-guided alignment (PGHA) uses argmax positions, and
-    they are exactly reproducible.
+    The refinement (:func:`gaitheat.heatmaps.refine_keypoints`) never leaves the argmax cell, so
+    ``np.round`` of the result gives the exact integer argmax back (what PGHA and the tracker's box
+    following use), while regenerated heatmaps drawn from the stored keypoints are not snapped to the grid.
 
     Args:
         heatmaps: ``(N, J, H, W)`` array.
     Returns:
         ``(N, J, 3)`` float32 ``(x=column, y=row, score)``.
     """
-    n, j, h, w = heatmaps.shape
-    flat = heatmaps.reshape(n, j, h * w)
-    idx = flat.argmax(axis=2)
-    peak = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
-    return np.stack([idx % w, idx // w, peak], axis=-1).astype(np.float32)
+    from gaitheat.heatmaps import keypoints_from_heatmaps
+
+    return keypoints_from_heatmaps(heatmaps, subpixel=True)
 
 
 def concat_results(a: PoseResult, b: PoseResult) -> PoseResult:
