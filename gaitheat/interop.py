@@ -13,14 +13,19 @@ argmax, with the peak value as score. Exporting writes the pair back (``pose_`` 
 
 **Pickles are untrusted input.** A pickle can run arbitrary code when loaded, so
 :func:`load_array_pickle` uses an unpickler that refuses every global except the handful numpy
-needs to rebuild a plain ``ndarray`` (no object arrays, no callables), and checks the result is a
-numeric array. A file that needs anything else is rejected with :class:`PickleRejected`.
+needs to rebuild a plain ``ndarray`` (no object arrays, no callables), each replaced by a checked
+stand-in, and checks the result is a numeric array. Memory stays bounded by the file: an array may
+not claim more bytes than the file carries (``numpy.ndarray(shape, dtype)`` alone would allocate any
+size, uninitialised, from a 100-byte file), and every opcode's declared length is checked against
+the file before the unpickler allocates by it. A file that needs anything else is rejected with
+:class:`PickleRejected`; :func:`import_pkl_tree` records it (or a ``MemoryError``) per file and goes on.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,33 +47,161 @@ from gaitheat.storage import (
     write_sequence,
 )
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),  # protocol-2 pickles encode raw bytes through it
-}
 _FLOAT_RE = re.compile(r"^float_(.+)\.pkl$")
+# numpy's own pickles only ever create an empty placeholder with _reconstruct(ndarray, (0,), b'b')
+# and then fill it from the file's bytes (BUILD -> __setstate__); anything else is not numpy's doing
+_RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+_FROMBUFFER = {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 
 
 class PickleRejected(ValueError):
     """A pickle that is not a plain numeric numpy array, or needs globals we refuse to load."""
 
 
+class _Budget:
+    """Bytes the globals of one pickle may create: what the file can hold, not what it claims.
+
+    A real array pickle carries every byte of its data, so its arrays never exceed the file's size
+    (protocol 2 passes them through ``_codecs.encode`` first: twice the file bounds both copies).
+    """
+
+    def __init__(self, file_bytes: int) -> None:
+        self.left = 2 * file_bytes + 4096
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise PickleRejected(f"{what} claims {nbytes} bytes, more than the file can hold")
+        self.left -= nbytes
+
+
+def _plain_dtype(dtype: Any) -> np.dtype:
+    """A plain numeric or bool dtype, or PickleRejected (no objects, records or sub-arrays)."""
+    if not isinstance(dtype, np.dtype):
+        try:
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise PickleRejected(f"not a numpy dtype: {dtype!r}") from exc
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None or dtype.hasobject:
+        raise PickleRejected(f"dtype {dtype} is not a plain numeric type")
+    return dtype
+
+
+def _nbytes(shape: Any, dtype: np.dtype) -> int:
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise PickleRejected(f"not an array shape: {shape!r}")
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize  # Python ints: no overflow
+
+
+class _ArrayToken:
+    """Stands in for ``numpy.ndarray``: only :func:`_reconstruct` may use it, never a direct call."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise PickleRejected("numpy.ndarray called directly (it would allocate memory the file does not hold)")
+
+
+class _PickledArray(np.ndarray):
+    """The placeholder numpy's pickles fill; its ``__setstate__`` checks the data against the budget."""
+
+    _budget: _Budget
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise PickleRejected("numpy.ndarray called directly (it would allocate memory the file does not hold)")
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise PickleRejected("malformed array state")
+        shape, dtype, _, data = state[-4:]
+        nbytes = _nbytes(shape, _plain_dtype(dtype))
+        if not isinstance(data, bytes | bytearray) or len(data) != nbytes:
+            raise PickleRejected(f"array {shape} of {dtype} needs {nbytes} bytes of data, "
+                                 f"the file gives {len(data) if isinstance(data, bytes | bytearray) else 'none'}")
+        self._budget.take(nbytes, f"array {shape} of {dtype}")
+        super().__setstate__(state)
+
+
 class _ArrayUnpickler(pickle.Unpickler):
+    """Rebuilds plain numeric arrays only, each bounded by the bytes the file holds.
+
+    Every global is replaced by a checked stand-in: ``numpy.ndarray(shape, dtype)`` would otherwise
+    allocate any size (uninitialised) from a 100-byte file.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.budget = _Budget(len(data))
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise PickleRejected(f"refusing to load global {module}.{name} (only plain numpy arrays are accepted)")
-        return super().find_class(module, name)
+        key, budget = (module, name), self.budget
+        if key == ("numpy", "ndarray"):
+            return _ArrayToken
+        if key == ("numpy", "dtype"):
+
+            def dtype(spec: Any, align: bool = False, copy: bool = False) -> np.dtype:
+                try:
+                    made = np.dtype(spec, align=bool(align), copy=bool(copy))
+                except (TypeError, ValueError) as exc:
+                    raise PickleRejected(f"not a numpy dtype: {spec!r}") from exc
+                return _plain_dtype(made)  # checked again where it is used: BUILD may still change it
+            return dtype
+        if key in _RECONSTRUCT:
+            real = super().find_class(module, name)
+
+            def reconstruct(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
+                if subtype is not _ArrayToken or shape != (0,):
+                    raise PickleRejected(f"unexpected array reconstruction {shape!r}")
+                array = real(_PickledArray, (0,), typecode)
+                array._budget = budget
+                return array  # type: ignore[no-any-return]
+            return reconstruct
+        if key in _FROMBUFFER:
+            real = super().find_class(module, name)
+
+            def frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+                if not isinstance(buffer, bytes | bytearray | pickle.PickleBuffer):
+                    raise PickleRejected("array data is not bytes")
+                nbytes = _nbytes(tuple(shape), _plain_dtype(dtype))
+                if len(memoryview(buffer)) != nbytes:
+                    raise PickleRejected(f"array {tuple(shape)} of {dtype} needs {nbytes} bytes of data")
+                budget.take(nbytes, f"array {tuple(shape)}")
+                return real(buffer, dtype, shape, order)  # type: ignore[no-any-return]
+            return frombuffer
+        if key in _SCALAR:
+            real = super().find_class(module, name)
+
+            def scalar(dtype: Any, data: Any = None) -> Any:
+                dtype = _plain_dtype(dtype)
+                if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+                    raise PickleRejected(f"malformed {dtype} scalar")
+                return real(dtype, data)
+            return scalar
+        if key == ("_codecs", "encode"):  # protocol-2 pickles carry raw bytes as a latin-1 string
+
+            def encode(text: Any, encoding: Any = "utf-8") -> bytes:
+                if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+                    raise PickleRejected("unexpected _codecs.encode call")
+                budget.take(len(text), "a byte string")
+                return text.encode("latin1")
+            return encode
+        raise PickleRejected(f"refusing to load global {module}.{name} (only plain numpy arrays are accepted)")
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Every opcode's declared length within the file, before the unpickler allocates by it.
+
+    (The C unpickler allocates a ``BYTEARRAY8`` at its declared size before reading it.)
+    """
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except (ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise PickleRejected(f"not a readable pickle ({exc})") from exc
 
 
 def load_array_pickle(path: str | Path, max_bytes: int = 8 << 30) -> np.ndarray:
     """Load a pickled numeric ``ndarray`` without executing anything else.
+
+    Memory stays bounded by the file: no array may claim more bytes than the file holds.
 
     Raises:
         PickleRejected: the file is not a plain numeric array, is too large or is malformed.
@@ -79,15 +212,20 @@ def load_array_pickle(path: str | Path, max_bytes: int = 8 << 30) -> np.ndarray:
         raise PickleRejected(f"{path}: empty file")
     if size > max_bytes:
         raise PickleRejected(f"{path}: {size} bytes is over the {max_bytes}-byte limit")
+    data = path.read_bytes()
     try:
-        obj = _ArrayUnpickler(io.BytesIO(path.read_bytes())).load()
+        _check_opcodes(data)
+        obj = _ArrayUnpickler(data).load()
     except PickleRejected as exc:
         raise PickleRejected(f"{path}: {exc}") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except MemoryError as exc:
+        raise PickleRejected(f"{path}: not enough memory to load it") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, RecursionError) as exc:
         raise PickleRejected(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, np.ndarray) or obj.dtype.kind not in "fiu":
         raise PickleRejected(f"{path}: expected a numeric numpy array, got {type(obj).__name__}")
-    return obj
+    return np.asarray(obj)  # a plain ndarray, not the placeholder subclass
 
 
 def dump_array_pickle(path: str | Path, array: np.ndarray) -> None:
@@ -151,6 +289,9 @@ def import_pkl_tree(src: str | Path, dst: str | Path, overwrite: bool = False) -
             write_sequence(target, seq)
         except (PickleRejected, StoreError, OSError) as exc:
             summary.failed[str(float_pkl)] = str(exc)
+            continue
+        except MemoryError:  # one file too large for this machine: the rest still imports
+            summary.failed[str(float_pkl)] = f"{float_pkl}: not enough memory to import it"
             continue
         summary.written.append(str(target))
     return summary
