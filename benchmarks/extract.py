@@ -87,7 +87,8 @@ def single_person_clip(out: Path, frames: int) -> Path:
 def measure(source: Path, root: Path) -> dict[str, float]:
     """One end-to-end run into ``root`` with timers on both models."""
     from gaitheat.detect import BlazePoseDetector
-    from gaitheat.extract import ExtractConfig, extract_one_to_store
+    from gaitheat.extract import ExtractConfig
+    from gaitheat.extract_store import extract_one_to_store
     from gaitheat.pose.blazepose import BlazePoseBackend
 
     cfg = ExtractConfig()
@@ -152,7 +153,8 @@ def worker_speedup(clips: list[Path], work: Path, per_core: bool) -> dict[str, f
     use every core, so the 1-worker run's detector, decoding and association threads use the second
     core too.
     """
-    from gaitheat.extract import ExtractConfig, extract_to_store
+    from gaitheat.extract import ExtractConfig
+    from gaitheat.extract_store import extract_to_store
 
     cores = sorted(os.sched_getaffinity(0))
     out: dict[str, float] = {}

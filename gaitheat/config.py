@@ -7,7 +7,11 @@ This module only knows how to turn plain data into such a dataclass and back:
 * values are checked against the field's type (``int``, ``float``, ``str``, ``bool``, ``Literal``,
   ``Optional``, ``tuple``/``list``/``dict`` of those, and nested dataclasses);
 * overrides ``a.b=c`` parse ``c`` as YAML, so ``--set train.lr=0.01`` gives a float and
-  ``--set model.groups=[[0,1],[2,3]]`` a nested list.
+  ``--set model.groups=[[0,1],[2,3]]`` a nested list;
+* numbers are read as a person types them, in files and overrides alike: YAML 1.1 reads ``1e-3``,
+  ``1E5`` and ``5.e-4`` as strings (its floats need a dot and a signed exponent), so a ``float``
+  field also takes any decimal number written as a string, and an ``int`` field takes one that is
+  a whole number (``1e4`` steps, ``2000.0``); ``nan`` and fractions for integers stay errors.
 
 The library below ``build_*`` functions never sees a config object: configs are converted to
 constructor arguments at the edge (style §4, §5).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -44,6 +49,21 @@ def _join(path: str, key: str) -> str:
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# a decimal number as people write it: 3, -2.5, .5, 5., 1e-3, 1E+05, 1_000.5
+_NUMBER = re.compile(r"[+-]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?")
+
+
+def _as_number(value: Any) -> Any:
+    """``value`` as an int or float when it is a number, or a string that spells a decimal number."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        text = value.strip()
+        try:
+            return int(text) if text.lstrip("+-").replace("_", "").isdigit() else float(text)
+        except ValueError:  # misplaced underscores ("1__0"): not a number after all
+            return value
+    return value
 
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
@@ -96,13 +116,19 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _as_number(value)
+        if isinstance(number, float) and number.is_integer() and abs(number) <= 2**53:
+            number = int(number)  # 1e4, 2000.0: a whole number, exactly
+        if isinstance(number, bool) or not isinstance(number, int):
             raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        return value
+        return number
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = _as_number(value)
+        if isinstance(number, bool) or not isinstance(number, int | float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
+        if number != number:
+            raise ConfigError(f"{path}: expected a number, got {value!r} (not a number)")
+        return float(number)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")

@@ -5,13 +5,15 @@ Stages, each calling the library (nothing here re-implements a stage):
 1. ``synth``: a CASIA-B-shaped tree of walker videos (:mod:`gaitheat.synth`): training subjects
    under a few conditions, held-out test subjects under all ten (nm-01..06, bg-01..02, cl-01..02);
 2. ``extract``: detector, tracking, BlazePose heatmaps and the quality filter
-   (:func:`gaitheat.extract.extract_to_store`) into a heatmap store;
+   (:func:`gaitheat.extract_store.extract_to_store`) into a heatmap store;
 3. ``train``: the CPU-sized GaitHeat (``configs/cpu-small.yaml``) on the training subjects
    (:func:`gaitheat.train.train`);
 4. ``evaluate``: the CASIA-B protocol on the test subjects (:func:`gaitheat.evaluate.evaluate_checkpoint`),
    with the table, per-view and CMC plots (:mod:`gaitheat.report`);
 5. ``gallery``: enrol the test subjects' nm-01..04 sequences in a SQLite gallery
-   (:mod:`gaitheat.gallery`) and identify the walker of one unseen probe video;
+   (:mod:`gaitheat.gallery`), calibrate its open-set threshold with walkers it never enrolled
+   (the test subjects' nm-06 walks, and the training subjects as strangers), and identify the
+   walker of one unseen probe video;
 6. ``report``: ``report/README.md`` with the tables, plots and a strip of heatmap overlays
    (:mod:`gaitheat.show`).
 
@@ -95,6 +97,8 @@ _DEPENDS = {
     "extract": ("frame_stride",),
     "train": ("steps", "experiment"),
 }
+# Bumped when a stage's own work changes (2: the gallery calibrates its threshold).
+_REVISION = {"gallery": 2}
 # What a stage writes, removed before it is redone with other settings (so nothing stale is reused).
 _OUTPUTS = {"synth": ("videos",), "extract": ("store", "extract-summary.json"), "train": ("run",),
             "gallery": ("gallery.db", "gallery.db-wal", "gallery.db-shm"), "report": ("report",)}
@@ -111,7 +115,10 @@ class _Runner:
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         settings = asdict(self.cfg)
-        self._chain = key = _digest([self._chain, name, [settings[k] for k in _DEPENDS.get(name, ())]])
+        parts: list[Any] = [self._chain, name, [settings[k] for k in _DEPENDS.get(name, ())]]
+        if name in _REVISION:  # what the stage does changed: an older marker must not be reused
+            parts.append(_REVISION[name])
+        self._chain = key = _digest(parts)
         marker = self.out / "stages" / f"{name}.json"
         try:
             saved = json.loads(marker.read_text())
@@ -210,11 +217,13 @@ def extract_config(cfg: DemoConfig) -> Any:
 
 
 def _extract(root: Path, cfg: DemoConfig, progress: bool) -> dict[str, Any]:
-    from gaitheat.extract import extract_to_store
+    from gaitheat.extract_store import extract_to_store
     from gaitheat.manifest import load_manifest
 
     summary = extract_to_store([root / "videos"], root / "store", extract_config(cfg), workers=cfg.workers,
                                progress=progress)
+    for warning in summary["warnings"]:
+        log.warning("extract: %s", warning)
     rows = load_manifest(root / "store")
     if not rows:
         raise DemoError(f"extract: no sequence reached the store {root / 'store'}; failures: {summary['failures'][:3]}")
@@ -259,26 +268,43 @@ def _evaluate(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> d
 
 
 def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> dict[str, Any]:
-    """Enrol every test subject's nm-01..04 sequences, then identify the walker of an unseen nm-05 video."""
-    from tqdm import tqdm
+    """Enrol every test subject's nm-01..04 sequences, calibrate the threshold, identify an unseen nm-05 video.
+
+    The threshold is calibrated on walks the gallery never enrolled: each test subject's nm-06
+    (known people) and every training subject's sequences (strangers: nobody in the gallery).
+    Without it the gallery would name every stranger as its nearest person. The training subjects
+    were seen by the network, so their false-accept rate may flatter the one real strangers give.
+    """
+    import numpy as np
 
     from gaitheat.gallery.db import GalleryDB
     from gaitheat.gallery.index import open_searcher
-    from gaitheat.gallery.service import enrol_tracks, extract_tracks, identify_tracks, load_embedder
+    from gaitheat.gallery.service import calibrate, enrol_tracks, extract_tracks, identify_tracks, load_embedder
     from gaitheat.manifest import load_manifest
+    from gaitheat.progress import track
 
-    _, test = cfg.subjects()
+    train, test = cfg.subjects()
     store, db_path = root / "store", root / "gallery.db"
     _remove(root, _OUTPUTS["gallery"])  # a killed earlier attempt: rebuild the gallery from scratch
     embedder = load_embedder(checkpoint)
-    rows = [r for r in load_manifest(store) if r.subject in test and r.condition in ALL_CONDITIONS[:4]]
+    manifest = load_manifest(store)
+    rows = [r for r in manifest if r.subject in test and r.condition in ALL_CONDITIONS[:4]]
+    calibration_rows = [r for r in manifest if (r.subject in test and r.condition == "nm-06") or r.subject in train]
     truth = test[0]
     probe = root / "videos" / truth / "nm-05" / cfg.views[0] / f"{truth}-nm-05-{cfg.views[0]}.avi"
     with GalleryDB(db_path, create=True) as db:
-        for subject in tqdm(test, desc="enrol", unit="person", disable=not progress):
+        for subject in track(test, desc="enrol", unit="person", enabled=progress):
             paths = [store / r.path for r in rows if r.subject == subject]
             if paths:  # the stored heatmaps of the gallery sequences: no second extraction
                 enrol_tracks(db, subject, extract_tracks(paths, embedder), embedder)
+        walkers = extract_tracks([store / r.path for r in calibration_rows], embedder)
+        by_path = {t.source: t.embedding for t in walkers}
+        labelled = [(r.subject, by_path[str(store / r.path)]) for r in calibration_rows
+                    if str(store / r.path) in by_path]
+        if not any(s in test for s, _ in labelled) or not any(s in train for s, _ in labelled):
+            raise DemoError(f"gallery: calibration needs nm-06 walks of test subjects and training walkers in {store}")
+        calibration = calibrate(db, open_searcher(db), np.stack([e for _, e in labelled]),
+                                [s for s, _ in labelled], store=True)
         tracks = extract_tracks([probe], embedder, extract_config(cfg))
         if not tracks:
             raise DemoError(f"gallery: no walker found in the probe video {probe}")
@@ -287,7 +313,7 @@ def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> di
     best = max(found, key=lambda f: f.track.frames)
     return {"probe": str(probe), "truth": truth, "top": best.matches, "label": best.label,
             "correct": best.label == truth, "gallery_people": people, "gallery_sequences": sequences,
-            "database": str(db_path)}
+            "threshold": calibration.chosen, "calibration": calibration.summary(), "database": str(db_path)}
 
 
 def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], timings: dict[str, float]
@@ -315,8 +341,11 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
         f"Rank-1 as fractions: NM {fr['NM']:.3f}, BG {fr['BG']:.3f}, CL {fr['CL']:.3f}.", "",
         _why(fr), "", "![per-view rank-1](casia-b.views.png)", "", "![CMC](casia-b.cmc.png)", "",
         "## Identification", "",
-        f"Gallery: {ident['gallery_people']} people, {ident['gallery_sequences']} sequences. Probe "
-        f"`{ident['probe']}` (truly {ident['truth']}): "
+        f"Gallery: {ident['gallery_people']} people, {ident['gallery_sequences']} sequences; open-set "
+        f"threshold {ident['threshold']:.4f}, calibrated on {ident['calibration']['known_probes']} walks of "
+        f"enrolled people it never enrolled (nm-06) and {ident['calibration']['stranger_probes']} walks of "
+        f"strangers (the training subjects), EER {ident['calibration']['eer']:.3f}. Probe "
+        f"`{ident['probe']}` (truly {ident['truth']}): labelled **{ident['label']}**; nearest "
         + ", ".join(f"{name} ({d:.3f})" for name, d in ident["top"])
         + (" -- correct." if ident["correct"] else " -- wrong."), "",
         "## Stage timings", "", "| stage | seconds |", "|---|---|",

@@ -15,8 +15,8 @@ One video (or frame folder) is processed frame by frame:
    ``min_frames`` are rejected (:mod:`gaitheat.quality`); each survivor becomes a
    :class:`~gaitheat.storage.HeatmapSequence` with its crop boxes and source-pixel keypoints.
 
-The batch layer, :func:`extract_to_store` (in :mod:`gaitheat.extract_store`, importable from here
-too), writes sequences into the store, resumably and in parallel.
+The batch layer, :func:`gaitheat.extract_store.extract_to_store`, writes sequences into the store,
+resumably and in parallel; it imports this module, never the reverse.
 
 Reproducibility: the same input and config give identical arrays and meta. Only
 ``SequenceMeta.created`` records wall-clock time; set ``created`` in the config, or the
@@ -38,12 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from gaitheat.extract_store import DONE_DIR, discover_inputs, extract_one_to_store, extract_to_store, shard_inputs
 from gaitheat.storage import HeatmapSequence, SequenceMeta
 
-__all__ = ["DONE_DIR", "ExtractConfig", "TrackSequence", "VideoReport", "build_box_source", "build_pose",
-           "created_stamp", "discover_inputs", "extract_one_to_store", "extract_to_store", "extract_video",
-           "extract_video_report", "parse_dataset_name", "shard_inputs"]
+__all__ = ["ExtractConfig", "TrackSequence", "VideoReport", "build_box_source", "build_pose", "created_stamp",
+           "extract_video", "extract_video_report", "parse_dataset_name"]
 
 DEFAULT_CONDITION = "00"
 DEFAULT_VIEW = "000"
@@ -241,8 +239,8 @@ def extract_video(source: str | Path, cfg: ExtractConfig | None = None, *, pose:
 def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *, pose: Any = None,
                          boxes: Any = None, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """:func:`extract_video` plus what was rejected and counts (for summaries and benchmarks)."""
+    from gaitheat.cores import available_cores
     from gaitheat.detect import DetectionSchedule
-    from gaitheat.extract_store import available_cores
     from gaitheat.track import BackgroundTracks, PersonTracker, TrackCollector
     from gaitheat.video import decode_frames, prefetch, probe_source
 

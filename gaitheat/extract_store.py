@@ -9,8 +9,8 @@ started late (a spawned worker spends about 0.2 s starting, plus about 0.8 s of 
 ``trackers``) or drew short videos simply takes more of them. Each input's sequences are written by
 two threads (quantising, zstd and fsync release the GIL), each file atomically.
 
-The per-video work is :func:`gaitheat.extract.extract_video_report`; every name here is also
-importable from :mod:`gaitheat.extract`.
+The per-video work is :func:`gaitheat.extract.extract_video_report`. This module depends on
+:mod:`gaitheat.extract`, never the reverse (no import cycle): import the batch layer from here.
 """
 
 from __future__ import annotations
@@ -24,20 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gaitheat.cores import available_cores
+
 if TYPE_CHECKING:
     from gaitheat.extract import ExtractConfig, TrackSequence
 
 DONE_DIR = ".extract-done"  # per-input done markers, under the store root (no .ghs inside)
 _WRITERS = 2  # threads writing one input's sequences
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on: its affinity mask, which ``taskset``, Slurm and cgroup cpusets set
-    (``os.cpu_count()`` counts the whole machine)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def discover_inputs(paths: Sequence[str | Path]) -> list[Path]:
@@ -139,6 +132,7 @@ def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: 
     from gaitheat.video import VideoError
 
     record: dict[str, Any] = {"source": str(source), "status": "failed"}
+    stamp = input_stamp(source)  # before reading: a file replaced meanwhile is redone next time
     try:
         report = extract_video_report(source, cfg, pose=pose, boxes=boxes)
     except (VideoError, BoxesFileError, OSError, ValueError) as exc:
@@ -168,12 +162,29 @@ def extract_one_to_store(source: Path, root: Path, cfg: ExtractConfig, *, pose: 
     record.update(status="done", sequences=written, frames_kept=kept, frames_dropped=dropped,
                   tracks=len(report.tracks))
     # The marker is written last: a kill before it means the input is redone (same bytes, atomically).
-    atomic_write_text(_marker_path(root, source), json.dumps({**record, "config": _config_digest(cfg)}, indent=1))
+    atomic_write_text(_marker_path(root, source),
+                      json.dumps({**record, "config": _config_digest(cfg), "input": stamp}, indent=1))
     return record
 
 
+def input_stamp(source: Path) -> list[int]:
+    """What identifies an input's content cheaply: [bytes, mtime in ns] (a frame folder: [files, bytes, newest mtime]).
+
+    The done marker keeps it, so an input replaced under the same path is extracted again.
+    """
+    try:
+        if source.is_dir():
+            stats = [p.stat() for p in source.iterdir() if p.is_file()]
+            return [len(stats), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
+        stat = source.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return []
+
+
 def _finished(root: Path, source: Path, digest: str) -> dict[str, Any] | None:
-    """The done record of ``source`` if its marker holds the config ``digest`` and all its sequences exist."""
+    """The done record of ``source`` if its marker holds the config ``digest``, the input is unchanged (size,
+    modification time) and all its sequences exist."""
     import json
 
     marker = _marker_path(root, source)
@@ -181,7 +192,9 @@ def _finished(root: Path, source: Path, digest: str) -> dict[str, Any] | None:
         data = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("config") != digest or not all((root / p).is_file() for p in data.get("sequences", [])):
+    if data.get("config") != digest or data.get("input") != input_stamp(source):
+        return None
+    if not all((root / p).is_file() for p in data.get("sequences", [])):
         return None
     return {**data, "status": "skipped"}
 
@@ -201,13 +214,12 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
         workers: processes extracting on this machine: this one plus ``workers - 1`` spawned ones (each
             loads its own pose model); they share one queue of inputs, largest first.
         shard: ``(i, n)``: handle only shard i of n of the sorted inputs (for Slurm arrays, torchrun, ...).
-        progress: show a tqdm bar on stderr.
+        progress: a bar on a terminal, else a periodic line on stderr (:mod:`gaitheat.progress`).
     Returns:
         summary dict: counts (videos, done, skipped, failed, tracks, frames kept/dropped) and per-input records.
     """
-    from tqdm import tqdm
-
     from gaitheat.extract import ExtractConfig
+    from gaitheat.progress import Progress
 
     cfg = cfg or ExtractConfig()
     root = Path(out_root)
@@ -227,7 +239,7 @@ def extract_to_store(inputs: Sequence[str | Path], out_root: str | Path, cfg: Ex
             records[source] = done
         else:
             todo.append(source)
-    bar = tqdm(total=len(sources), initial=len(records), desc="extract", unit="video", disable=not progress)
+    bar = Progress(len(sources), initial=len(records), desc="extract", unit="video", enabled=progress)
     if workers <= 1 or len(todo) <= 1:
         _worker_init(cfg)
         for source in todo:
@@ -341,5 +353,7 @@ def _summarise(records: list[dict[str, Any]], shard: tuple[int, int]) -> dict[st
         "frames_kept": sum(r.get("frames_kept", 0) for r in ok),
         "frames_dropped": sum(r.get("frames_dropped", 0) for r in ok),
         "failures": [{"source": r["source"], "error": r["error"]} for r in records if r["status"] == "failed"],
+        # inputs read only in part (a truncated video): extracted, but the caller should say so
+        "warnings": [r["warning"] for r in records if r.get("warning") and r["status"] == "done"],
         "inputs": records,
     }

@@ -15,14 +15,30 @@ DEFAULT_DATA = REPO / ".cache/opencv-doc/usr/share/doc/opencv-doc/examples/data"
 
 def test_data_dir() -> Path:
     """Folder with vtest.avi, messi5.jpg, basketball1.png (Debian opencv-doc; `make test` fetches it)."""
-    return Path(os.environ.get("GAITHEAT_TEST_DATA", DEFAULT_DATA))
+    return Path(os.environ.get("GAITHEAT_TEST_DATA") or DEFAULT_DATA)
+
+
+MEDIA = ("vtest.avi", "messi5.jpg", "basketball1.png")
+
+
+def media_required() -> bool:
+    """Missing media fails the run under `make test` (it sets GAITHEAT_TEST_DATA) and in CI (CI is set).
+
+    A plain ``pytest`` on a developer's machine without the media skips those tests, saying why.
+    """
+    return bool(os.environ.get("GAITHEAT_TEST_DATA") or os.environ.get("CI"))
 
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     folder = test_data_dir()
-    if not (folder / "vtest.avi").is_file():
-        pytest.skip(f"real test media missing at {folder} (run `make test`, which extracts Debian's opencv-doc)")
+    missing = [name for name in MEDIA if not (folder / name).is_file()]
+    if missing:
+        why = (f"real test media missing at {folder}: {', '.join(missing)} (run `make test`, which extracts "
+               "Debian's opencv-doc)")
+        if media_required():
+            pytest.fail(why + "; GAITHEAT_TEST_DATA or CI is set, so the media are required", pytrace=False)
+        pytest.skip(why + "; set GAITHEAT_TEST_DATA or CI to make this a failure")
     return folder
 
 

@@ -96,3 +96,32 @@ def test_configs_are_frozen() -> None:
 def test_overrides_keep_mapping_order() -> None:
     data = apply_overrides({"probes": {"zeta": [1], "alpha": [2]}}, ["probes.mid=[3]"])
     assert list(data["probes"]) == ["zeta", "alpha", "mid"]
+
+
+@pytest.mark.parametrize(("typed", "lr"), [
+    ("1e-3", 1e-3), ("1E-3", 1e-3), ("5.e-4", 5e-4), ("1.0e3", 1000.0), (".5", 0.5), ("2", 2.0),
+    ("-3.5e+2", -350.0), ("1_000.5", 1000.5), ("'1e-3'", 1e-3),
+])
+def test_every_number_a_person_types_is_a_float(typed: str, lr: float) -> None:
+    # YAML 1.1 reads 1e-3, 1E-3, 5.e-4 and 1.0e3 as strings (a float needs a dot and a signed exponent)
+    cfg = load_config(ExperimentConfig, "cpu-small", [f"train.lr={typed}"])
+    assert cfg.train.lr == lr and type(cfg.train.lr) is float
+
+
+def test_numbers_in_a_yaml_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  steps: 1e4\n")
+    cfg = load_config(ExperimentConfig, path)
+    assert cfg.train.lr == 0.001 and cfg.train.steps == 10000 and type(cfg.train.steps) is int
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.steps=2.5", "expected an integer"),
+    ("train.steps=1e-3", "expected an integer"),
+    ("train.lr=.nan", "not a number"),
+    ("train.lr=1e-3x", "expected a number"),
+    ("train.lr=fast", "expected a number"),
+])
+def test_what_is_not_a_number_stays_an_error(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(ExperimentConfig, "cpu-small", [override])

@@ -16,14 +16,8 @@ import numpy as np
 import pytest
 
 from gaitheat.config import ConfigError, load_config
-from gaitheat.extract import (
-    DONE_DIR,
-    ExtractConfig,
-    discover_inputs,
-    extract_to_store,
-    parse_dataset_name,
-    shard_inputs,
-)
+from gaitheat.extract import ExtractConfig, parse_dataset_name
+from gaitheat.extract_store import DONE_DIR, discover_inputs, extract_to_store, shard_inputs
 from gaitheat.quality import filter_frames, frame_scores
 from gaitheat.storage import read_sequence, sequence_path
 
@@ -141,6 +135,7 @@ def test_bad_inputs_fail_clearly_and_the_batch_goes_on(clips: list[Path], tmp_pa
     assert (summary["videos"], summary["done"] + summary["failed"]) == (5, 5) and summary["failed"] >= 3
     truncated = next(r for r in summary["inputs"] if r["source"].endswith("005-nm-01-090.avi"))
     assert "truncated" in truncated["warning"] and truncated["frames"] < 24
+    assert summary["warnings"] == [truncated["warning"]]  # what `gaitheat extract` prints
     errors = {Path(f["source"]).name: f["error"] for f in summary["failures"]}
     assert "zero.avi" in errors["zero.avi"] and "empty file" in errors["zero.avi"]
     assert "cannot open it as a video" in errors["text.avi"]
@@ -338,3 +333,29 @@ def test_a_search_split_over_two_threads_finds_the_same_boxes(media_dir: Path) -
         split = detector.scan(rgb, views, helper=helper)
     assert len(alone) >= 3  # vtest's first frame shows several people
     np.testing.assert_array_equal(split, alone)
+
+
+def test_a_replaced_input_is_extracted_again(tmp_path: Path) -> None:
+    import json
+
+    from gaitheat.extract_store import _config_digest, _finished, _marker_path, input_stamp
+
+    source, root = tmp_path / "001-nm-01-090.avi", tmp_path / "store"
+    source.write_bytes(b"x" * 100)
+    digest = _config_digest(ExtractConfig())
+    marker = _marker_path(root, source)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"source": str(source), "status": "done", "sequences": [], "config": digest,
+                                  "input": input_stamp(source)}))
+    assert _finished(root, source, digest) is not None  # unchanged: skipped on resume
+    os.utime(source, ns=(1, 1))
+    assert _finished(root, source, digest) is None  # same size, another modification time
+    source.write_bytes(b"y" * 101)
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "input": [100, input_stamp(source)[1]]}))
+    assert _finished(root, source, digest) is None  # same time, another size
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0001.png").write_bytes(b"a")
+    before = input_stamp(frames)
+    (frames / "0002.png").write_bytes(b"b")
+    assert input_stamp(frames) != before and input_stamp(frames)[:2] == [2, 2]

@@ -146,7 +146,7 @@ def test_background_association_error_reaches_the_caller() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux affinity masks")
 def test_available_cores_follows_the_affinity_mask() -> None:
-    from gaitheat.extract_store import available_cores
+    from gaitheat.cores import available_cores
 
     cores = sorted(os.sched_getaffinity(0))
     assert available_cores() == len(cores)

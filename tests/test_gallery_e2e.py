@@ -41,7 +41,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Videos of six walkers and a checkpoint trained on the four enrolled ones."""
     from gaitheat.config import load_config
     from gaitheat.experiment import ExperimentConfig
-    from gaitheat.extract import ExtractConfig, extract_to_store
+    from gaitheat.extract import ExtractConfig
+    from gaitheat.extract_store import extract_to_store
     from gaitheat.synth import write_dataset
     from gaitheat.train import train
 

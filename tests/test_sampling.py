@@ -30,13 +30,15 @@ def test_batch_has_p_identities_times_k_sequences() -> None:
 
 def test_small_identities_are_drawn_with_replacement() -> None:
     groups = group_by_label(LABELS)
-    seen_single = False
+    pairs = Counter()
     for b in range(200):
         batch = draw_global_batch(groups, p=6, k=4, seed=1, batch=b)
-        rows = [i for i, _ in batch if LABELS[i] == 5]
-        assert rows == [20] * 4
-        seen_single = True
-    assert seen_single
+        assert [i for i, _ in batch if LABELS[i] == 5] == [20] * 4  # its one sequence, K times
+        two = [i for i, _ in batch if LABELS[i] == 4]
+        assert len(two) == 4 and set(two) <= {18, 19}
+        pairs[len(set(two))] += 1
+    # identity 4's two sequences: both drawn in most batches, never more rows than K
+    assert pairs[2] > 150, pairs
 
 
 def test_batches_are_deterministic_and_differ_between_steps() -> None:

@@ -51,7 +51,8 @@ def test_pose_model_sees_the_walkers_where_they_are(pose) -> None:  # type: igno
 
 @pytest.mark.slow
 def test_casia_b_tree_round_trip_through_extraction(tmp_path: Path) -> None:
-    from gaitheat.extract import ExtractConfig, extract_to_store, parse_dataset_name
+    from gaitheat.extract import ExtractConfig, parse_dataset_name
+    from gaitheat.extract_store import extract_to_store
     from gaitheat.manifest import load_manifest
     from gaitheat.storage import read_sequence
 

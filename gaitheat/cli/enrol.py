@@ -138,19 +138,31 @@ def run(args: argparse.Namespace) -> int:
     from gaitheat.cli import UserError
     from gaitheat.extract import build_pose
     from gaitheat.gallery.db import GalleryDB, GalleryError
-    from gaitheat.gallery.service import enrol_tracks, extract_tracks
+    from gaitheat.gallery.service import Track, enrol_tracks, extract_tracks
 
     people = people_from_args(args)
     try:
+        # Everyone is extracted and embedded before the gallery is written (or even created): a
+        # corrupt input, or a person nobody was found for, leaves the gallery exactly as it was.
+        existing = GalleryDB(args.gallery) if Path(args.gallery).exists() else None
+        try:
+            embedder, cfg = load_pipeline(args, existing)
+        finally:
+            if existing is not None:
+                existing.close()
+        pose = None  # one pose model for everyone, loaded at the first video (not for .ghs inputs)
+        found: dict[str, list[Track]] = {}
+        for name, videos in people.items():
+            if pose is None and any(Path(v).suffix != ".ghs" for v in videos):
+                pose = build_pose(cfg)
+            found[name] = extract_tracks(videos, embedder, cfg, progress=not args.no_progress, pose=pose)
+            if not found[name]:
+                raise GalleryError(args.gallery, f"nobody walking was found in the videos for {name!r}; "
+                                                 "nothing enrolled")
         with GalleryDB(args.gallery, create=True) as db:
-            embedder, cfg = load_pipeline(args, db)
-            pose = None  # one pose model for everyone, loaded at the first video (not for .ghs inputs)
-            for name, videos in people.items():
-                if pose is None and any(Path(v).suffix != ".ghs" for v in videos):
-                    pose = build_pose(cfg)
-                tracks = extract_tracks(videos, embedder, cfg, progress=not args.no_progress, pose=pose)
+            for name, tracks in found.items():
                 ids = enrol_tracks(db, name, tracks, embedder)
-                print(f"enrolled {name}: {len(ids)} sequence(s) from {len(videos)} video(s)")
+                print(f"enrolled {name}: {len(ids)} sequence(s) from {len(people[name])} video(s)")
             print(f"gallery {db.path}: {db.people_count()} people, {db.count()} embeddings")
     except GalleryError as exc:
         raise UserError(str(exc)) from exc

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from gaitheat.atomic import atomic_write_text
     from gaitheat.cli import UserError
     from gaitheat.config import load_config
-    from gaitheat.extract import ExtractConfig, discover_inputs, extract_to_store
+    from gaitheat.extract import ExtractConfig
+    from gaitheat.extract_store import discover_inputs, extract_to_store
 
     overrides = list(args.set)
     if args.pose:
@@ -75,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
           f"dropped {summary['frames_dropped']}; summary {summary_path}")
     if args.tracks_out:
         _write_tracks(args.tracks_out, args.out, discover_inputs(args.inputs))
+    for warning in summary["warnings"]:
+        print(f"  warning: {warning}", file=sys.stderr)
     for failure in summary["failures"]:
         print(f"  failed: {failure['error']}", file=sys.stderr)
     return 1 if summary["failed"] else 0

@@ -1,10 +1,17 @@
-"""`gaitheat identify`: who is walking in a video, against a gallery (open set: "unknown" beyond the threshold)."""
+"""`gaitheat identify`: who is walking in a video, against a gallery.
+
+Open set: a track is named only within the distance threshold (calibrated with ``gaitheat gallery
+calibrate`` or given with ``--threshold``), else ``unknown``; with no threshold at all every track
+is ``unverified`` (its nearest names still listed), because a nearest name alone would name every
+stranger as someone in the gallery.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 HELP = "Identify the people walking in a video against a gallery."
 
@@ -17,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5, metavar="K", help="names listed per person (default 5)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
     parser.add_argument("--show", metavar="OUT", help="draw boxes and names on the video (.mp4, .avi or .gif)")
-    parser.add_argument("--threshold", type=float, help="open-set distance threshold (default: the calibrated one)")
+    parser.add_argument("--threshold", type=float,
+                        help="open-set distance threshold (default: the calibrated one; with neither, "
+                             "tracks are labelled 'unverified')")
     parser.add_argument("--search", choices=["auto", "exact", "faiss"], default="auto",
                         help="auto: exact up to 50,000 embeddings, FAISS above")
     add_pipeline_arguments(parser)
@@ -48,21 +57,28 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--show {args.show}: use a .mp4, .avi or .gif file name")
     if args.show and args.video.endswith(".ghs"):
         raise UserError("--show needs the source video, not a .ghs file")
+    if args.threshold is not None and not args.threshold >= 0:
+        raise UserError(f"--threshold {args.threshold}: a distance threshold is a number >= 0")
+    for option, out in (("--json", args.json), ("--show", args.show)):
+        check_output_path(option, out)  # before any work: a bad path must not cost an extraction
     try:
         with GalleryDB(args.gallery) as db:
             embedder, cfg = load_pipeline(args, db)
             searcher = open_searcher(db, args.search)
             threshold = args.threshold if args.threshold is not None else db.threshold
-            if threshold is None:
-                print("warning: the gallery has no calibrated threshold (run `gaitheat gallery calibrate`); "
-                      "every person gets their nearest name", file=sys.stderr)
+            source = "--threshold" if args.threshold is not None else "calibrated" if threshold is not None else None
             tracks = extract_tracks([args.video], embedder, cfg, progress=not args.no_progress)
             results = identify_tracks(searcher, tracks, args.top_k, threshold)
             report = {"gallery": str(db.path), "video": args.video, "model_sha256": embedder.sha256,
-                      "threshold": threshold, "search": searcher.kind, "people": db.people_count(),
+                      "threshold": threshold, "threshold_source": source, "search": searcher.kind,
+                      "people": db.people_count(),
                       "tracks": [r.to_json() for r in results]}
     except GalleryError as exc:
         raise UserError(str(exc)) from exc
+    if threshold is None:  # after the work, so an error stays the only line
+        print(f"gaitheat identify: {args.gallery} has no calibrated threshold and no --threshold was given: "
+              "tracks are labelled 'unverified' (nearest names listed, nobody named); "
+              "run `gaitheat gallery calibrate` with walkers not in the gallery", file=sys.stderr)
     print(format_table(results) if results else f"{args.video}: nobody walking was found")
     if args.json == "-":
         print(json.dumps(report, indent=1))
@@ -73,3 +89,16 @@ def run(args: argparse.Namespace) -> int:
 
         render_identities(args.video, results, args.show)
     return 0
+
+
+def check_output_path(option: str, path: str | None) -> None:
+    """A file we can create: its folder exists and it is not itself a folder ('-' is stdout)."""
+    from gaitheat.cli import UserError
+
+    if not path or path == "-":
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {out.parent} does not exist")

@@ -6,10 +6,13 @@ retrieval embedding, (D, P)) -> the gallery (:mod:`gaitheat.gallery.db`, :mod:`g
 A ``.ghs`` heatmap file is accepted wherever a video is, and skips extraction.
 
 Open set: a track is named only if its nearest gallery person is within the gallery's threshold,
-else it is ``unknown``. The threshold comes from :func:`calibrate` on a labelled set that includes
-people not in the gallery: false accepts are strangers within the threshold, false rejects are
-enrolled people not both within the threshold and correctly named (an open-set identification
-error rate, so misidentifications count against the threshold too).
+else it is ``unknown``; without a threshold (none calibrated, none given) nobody is named: every
+track is ``unverified``, its nearest names still listed, since a nearest name alone says nothing
+about whether the walker is anyone in the gallery at all. The threshold comes from
+:func:`calibrate` on a labelled set that includes people not in the gallery: false accepts are
+strangers within the threshold, false rejects are enrolled people not both within the threshold
+and correctly named (an open-set identification error rate, so misidentifications count against
+the threshold too).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gaitheat.gallery.index import GallerySearcher
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+UNVERIFIED = "unverified"
 
 
 @dataclass
@@ -101,22 +105,24 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
         inputs: videos, frame folders, images or ``.ghs`` heatmap files.
         embedder: the loaded checkpoint.
         extract_cfg: :class:`gaitheat.extract.ExtractConfig` (defaults when None).
-        progress: a progress bar over the inputs on stderr.
+        progress: progress over the inputs on stderr (a bar on a terminal, else periodic lines).
         pose: a ready pose backend to re-use across calls (built at the first video when None).
     """
-    from tqdm import tqdm
-
     from gaitheat.extract import ExtractConfig, build_pose, extract_video
+    from gaitheat.progress import track
     from gaitheat.storage import StoreError, read_sequence
     from gaitheat.video import VideoError
 
     cfg = extract_cfg or ExtractConfig()
     out: list[Track] = []
-    for path in tqdm([Path(p) for p in inputs], desc="extract", unit="video", disable=not progress):
+    for path in track([Path(p) for p in inputs], desc="extract", unit="video", enabled=progress):
         if not path.exists():
             raise GalleryError(path, "no such video")
         if path.suffix == ".ghs":
-            seq = read_sequence(path)  # StoreError names the file
+            try:
+                seq = read_sequence(path)
+            except StoreError as exc:  # names the file; one line, not a traceback
+                raise GalleryError(path, f"not a readable heatmap sequence ({exc.reason})") from exc
             found = [(-1, seq)]
         else:
             pose = pose or build_pose(cfg)  # one pose model for all inputs
@@ -146,6 +152,8 @@ def main_track(tracks: Sequence[Track]) -> Track:
 
 def enrol_tracks(db: GalleryDB, name: str, tracks: Sequence[Track], embedder: Embedder) -> list[int]:
     """Store the main track of each input for ``name``, all in one transaction; returns embedding ids."""
+    if name.strip().lower() in (UNKNOWN, UNVERIFIED):  # the labels identify prints for nobody
+        raise GalleryError(db.path, f"invalid person name {name!r}")
     by_source: dict[str, list[Track]] = {}
     for t in tracks:
         by_source.setdefault(t.source, []).append(t)
@@ -161,7 +169,7 @@ def enrol_tracks(db: GalleryDB, name: str, tracks: Sequence[Track], embedder: Em
 
 @dataclass
 class Identification:
-    """Who one track is: ``label`` is the best name, or ``unknown`` when it is beyond the threshold."""
+    """Who one track is: ``label`` is the best name, ``unknown`` beyond the threshold, ``unverified`` without one."""
 
     track: Track
     label: str
@@ -176,10 +184,12 @@ class Identification:
 
 
 def decide(matches: list[tuple[str, float]], threshold: float | None) -> str:
-    """The open-set decision for one ranked match list."""
-    if not matches or (threshold is not None and matches[0][1] > threshold):
+    """The open-set decision for one ranked match list (no threshold: nobody can be named)."""
+    if not matches:
         return UNKNOWN
-    return matches[0][0]
+    if threshold is None:
+        return UNVERIFIED
+    return UNKNOWN if matches[0][1] > threshold else matches[0][0]
 
 
 def identify_tracks(searcher: GallerySearcher, tracks: Sequence[Track], k: int, threshold: float | None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitheat.gallery.service import UNKNOWN, Identification
+from gaitheat.gallery.service import UNKNOWN, UNVERIFIED, Identification
 
 _KNOWN = (40, 200, 60)
 _STRANGER = (230, 60, 40)
@@ -21,13 +21,14 @@ def boxes_by_frame(results: Sequence[Identification]) -> dict[int, list[tuple[np
         if r.track.boxes is None:
             continue
         best = f" {r.matches[0][1]:.2f}" if r.matches else ""
-        caption = f"{r.label}{best}"
+        # unverified (no threshold): the nearest name, marked as a guess
+        caption = f"{r.matches[0][0]}?{best}" if r.label == UNVERIFIED and r.matches else f"{r.label}{best}"
         frames = [int(f) for f in r.track.frame_indices]
         for i, (f, box) in enumerate(zip(frames, r.track.boxes, strict=True)):
             # hold the box over frames skipped by frame_stride (short gaps only, not lost tracks)
             stop = frames[i + 1] if i + 1 < len(frames) and frames[i + 1] - f <= MAX_HOLD else f + 1
             for g in range(f, stop):
-                out.setdefault(g, []).append((box, caption, r.label != UNKNOWN))
+                out.setdefault(g, []).append((box, caption, r.label not in (UNKNOWN, UNVERIFIED)))
     return out
 
 

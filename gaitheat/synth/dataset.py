@@ -285,7 +285,7 @@ def write_dataset(out: str | Path, subjects: int | Sequence[str], conditions: Se
     Returns:
         counts ``{"written": n, "skipped": m}``.
     """
-    from tqdm import tqdm
+    from gaitheat.progress import Progress
 
     names = [f"{i:03d}" for i in range(1, subjects + 1)] if isinstance(subjects, int) else list(subjects)
     for c in conditions:
@@ -293,7 +293,7 @@ def write_dataset(out: str | Path, subjects: int | Sequence[str], conditions: Se
     jobs = [_Job(str(out), s, c, v, frames, seed, difficulty, tuple(size))  # type: ignore[arg-type]
             for s in names for c in conditions for v in views]
     counts = {"written": 0, "skipped": 0}
-    bar = tqdm(total=len(jobs), desc="synth", unit="seq", disable=not progress)
+    bar = Progress(len(jobs), desc="synth", unit="sequence", enabled=progress)
     try:
         if workers <= 1:
             for job in jobs:
