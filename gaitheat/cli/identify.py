@@ -18,8 +18,10 @@ HELP = "Identify the people walking in a video against a gallery."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gaitheat.cli.enrol import add_pipeline_arguments
+    from gaitheat.cli.identify_live import add_live_arguments
 
-    parser.add_argument("video", metavar="VIDEO", help="video, frame folder or .ghs heatmap file")
+    parser.add_argument("video", metavar="VIDEO", help="video, frame folder or .ghs heatmap file; or a live "
+                        "source: camera index / /dev/videoN, rtsp:// or http(s):// URL (see --follow)")
     parser.add_argument("--gallery", required=True, metavar="G", help="gallery database")
     parser.add_argument("--top-k", type=int, default=5, metavar="K", help="names listed per person (default 5)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON ('-' for stdout)")
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", choices=["auto", "exact", "faiss"], default="auto",
                         help="auto: exact up to 50,000 embeddings, FAISS above")
     add_pipeline_arguments(parser)
+    add_live_arguments(parser)
 
 
 def format_table(results: list) -> str:  # type: ignore[type-arg]
@@ -53,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UserError("--top-k must be >= 1")
+    from gaitheat.cli.identify_live import run_live_identify, wants_live
+
+    if wants_live(args):  # camera, stream URL or a file being written: events as people walk
+        return run_live_identify(args)
     if args.show and not args.show.lower().endswith((".mp4", ".avi", ".gif")):
         raise UserError(f"--show {args.show}: use a .mp4, .avi or .gif file name")
     if args.show and args.video.endswith(".ghs"):

@@ -1,0 +1,494 @@
+"""Live identification: people identified as they walk, from a camera, a stream or a growing file.
+
+Per frame (from :class:`gaitheat.live_source.FrameReader`, which drops frames rather than fall behind):
+the extraction chain of :mod:`gaitheat.extract` (detector schedule, pose model, de-duplication) finds
+the people, ByteTrack (:class:`gaitheat.track.PersonTracker`) numbers them, frames below the quality
+filter's mean joint score are skipped, and each tracked person's heatmaps go into their
+:class:`TrackWindow`. Once a person has ``min_frames`` good frames in the window (default 30: one gait
+cycle, about 1.1 s of walking at 25 fps) an ``identity`` event names them (or ``unknown``, beyond the
+gallery's threshold); every ``refine_every`` further frames the embedding is recomputed over the
+latest ``window`` frames and the event re-issued (``revision`` counts up).
+
+Incremental embedding: GaitHeat pools a set of frames with an element-wise max, so each frame's
+pre-pooling feature map is computed once, when it arrives, and kept; an update costs one frame of the
+network plus a max over at most ``window`` cached maps and the small head. The network's input is
+min-max normalised over the whole sequence, so cached features are tied to the range they were
+computed with: when the window's heatmap range moves more than ``range_tol`` (a fraction of the
+span) from it, the window is re-embedded under the new range (rare after the first frames: the
+pose model's heatmap range settles quickly). With ``range_tol = 0`` the result equals
+:func:`gaitheat.evaluate.embed_sequences` on the window's frames (tested). The ONNX backend has no
+per-frame graph and re-embeds the window at each update instead.
+
+Memory is bounded whatever the stream's length: per track ``window`` raw heatmap frames
+(17 x 64 x 48 float32, 209 KB) and ``window`` feature maps (full width: 512 x 16 x 12 float32, 393 KB),
+about 36 MB at the default 60; at most ``max_tracks`` tracks (the least recently seen is closed
+first); a track not seen for ``lost_seconds`` of stream time is closed.
+
+Events (JSON objects, one per line; :class:`EventSink`): every event has ``event``, ``time`` (UTC,
+ISO-8601), ``t`` (seconds since the stream started) and ``frame`` (source frame counter):
+
+* ``enter``: ``track_id``, ``box`` (x1, y1, x2, y2 source pixels);
+* ``identity``: ``track_id``, ``name`` (a gallery name or ``unknown``), ``distance`` (to the nearest
+  gallery person), ``threshold`` (null when the gallery has none), ``frames_used``, ``revision``,
+  ``latency_s`` (from the arrival of the newest frame used to the event), ``matches`` (top k);
+* ``leave``: ``track_id``, ``name`` and ``distance`` of the last identity (null if never identified),
+  ``frames_seen``, ``reason`` (``lost``, ``evicted``, ``end``);
+* ``status``: ``status`` (``started``, ``reconnecting``, ``connected``, ``ended``, ``stats``) and details;
+  ``stats`` (every ``stats_every_s``) and the final ``ended`` carry ``processed_fps`` and frame counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as _dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from gaitheat.gallery.service import UNKNOWN, decide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Live identification settings.
+
+    Attributes:
+        min_frames: good frames a person must have walked before the first identity event.
+        window: the most recent frames an embedding uses (and the per-track memory bound).
+        refine_every: new frames between identity updates.
+        max_tracks: people held at once (the least recently seen is closed beyond it).
+        min_score: frames with a lower mean joint score are skipped (the quality filter's 0.4).
+        lost_seconds: a person not seen for this long (stream time) has left.
+        range_tol: re-embed the window when its heatmap range moves this fraction of the span.
+        top_k: matches listed per identity event.
+        stats_every_s: wall seconds between ``stats`` status events.
+    """
+
+    min_frames: int = 30
+    window: int = 60
+    refine_every: int = 10
+    max_tracks: int = 8
+    min_score: float = 0.4
+    lost_seconds: float = 2.0
+    range_tol: float = 0.05
+    top_k: int = 5
+    stats_every_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_frames <= self.window:
+            raise ValueError(f"need 1 <= min_frames <= window, got {self.min_frames} and {self.window}")
+        if self.refine_every < 1 or self.max_tracks < 1 or self.top_k < 1:
+            raise ValueError("refine_every, max_tracks and top_k must be >= 1")
+        if self.range_tol < 0 or self.lost_seconds <= 0:
+            raise ValueError("range_tol must be >= 0 and lost_seconds > 0")
+
+
+# ----------------------------------------------------------------------------------- embedding
+
+
+class TorchFrameNet:
+    """GaitHeat split at the set max: per-frame feature maps, then pooling and the retrieval head.
+
+    Args:
+        model: an eval-mode GaitHeat (e.g. :func:`gaitheat.models.inference.optimise_for_inference`).
+        device: where it runs.
+        autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` autocast, or None for fp32.
+    """
+
+    incremental = True
+
+    def __init__(self, model: Any, device: Any = "cpu", autocast_dtype: Any = None) -> None:
+        import torch
+
+        self.model, self.device = model, torch.device(device)
+        self.autocast_dtype = autocast_dtype
+
+    def _autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def features(self, frames: np.ndarray) -> Any:
+        """(n, J, H, W) normalised float32 -> (n, C, h, w) float32 fusion maps (before the set max)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            x = torch.from_numpy(np.ascontiguousarray(frames, np.float32)).to(self.device)
+            return self.model.frame_maps(x, None, branches=("fusion",))["fusion"].float()
+
+    def pooled(self, features: list[Any]) -> np.ndarray:
+        """Per-frame maps (each (n_i, C, h, w)) -> (D, P) retrieval embedding of their set max."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            best = features[0].amax(0)
+            for f in features[1:]:
+                best = torch.maximum(best, f.amax(0))
+            head = self.model.heads["fusion"]
+            return head.neck.features(head.embed(best[None])).float()[0].cpu().numpy()
+
+
+class OnnxWindowNet:
+    """The ONNX export has no per-frame graph: each update re-embeds the window's raw frames."""
+
+    incremental = False
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def embed_window(self, raw: np.ndarray) -> np.ndarray:
+        """(T, J, H, W) raw heatmaps -> (D, P); the graph normalises."""
+        return self.model.run(raw[None])[0]
+
+
+def frame_net_for(embedder: Any, precision: str = "fp32") -> TorchFrameNet | OnnxWindowNet:
+    """The per-frame network of a :class:`gaitheat.gallery.service.Embedder`."""
+    from gaitheat.export_onnx import OnnxModel
+
+    if isinstance(embedder.model, OnnxModel):
+        return OnnxWindowNet(embedder.model)
+    import torch
+
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    device = embedder.device or "cpu"
+    return TorchFrameNet(embedder.model.to(device).eval(), device, dtype)
+
+
+class TrackWindow:
+    """The last ``window`` good frames of one person: raw heatmaps, their range, cached features."""
+
+    def __init__(self, window: int) -> None:
+        self.raw: collections.deque[np.ndarray] = collections.deque(maxlen=window)  # (J, H, W) float32
+        self.ranges: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
+        self.features: collections.deque[Any] = collections.deque(maxlen=window)  # (1, C, h, w) each
+        self.used: tuple[float, float] | None = None  # the range the cached features were computed with
+        self.refreshes = 0
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def window_range(self) -> tuple[float, float]:
+        lows, highs = zip(*self.ranges, strict=True)
+        return float(min(lows)), float(max(highs))
+
+    def add(self, heatmaps: np.ndarray, net: Any, tol: float) -> None:
+        """Append one (J, H, W) frame; compute its features (or re-embed all when the range moved)."""
+        frame = np.asarray(heatmaps, np.float32)
+        self.raw.append(frame)
+        self.ranges.append((float(frame.min()), float(frame.max())))
+        if not net.incremental:
+            return
+        lo, hi = self.window_range()
+        if self.used is None or _moved(self.used, (lo, hi), tol):
+            self.used = (lo, hi)
+            self.features.clear()
+            stacked = _normalise(np.stack(list(self.raw)), lo, hi)
+            self.features.extend(net.features(stacked).split(1))
+            self.refreshes += 1
+        else:
+            self.features.append(net.features(_normalise(frame[None], *self.used)))
+
+    def embedding(self, net: Any) -> np.ndarray:
+        """(D, P) embedding of the frames in the window."""
+        if net.incremental:
+            return net.pooled(list(self.features))
+        return net.embed_window(np.stack(list(self.raw)))
+
+
+def _normalise(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """:func:`gaitheat.transforms.normalise_sequence` with a given range."""
+    from gaitheat.transforms import EPS
+
+    if hi - lo < EPS:
+        return np.zeros_like(x)
+    return (x - np.float32(lo)) / np.float32(hi - lo)
+
+
+def _moved(used: tuple[float, float], now: tuple[float, float], tol: float) -> bool:
+    span = max(used[1] - used[0], 1e-6)
+    return abs(now[0] - used[0]) > tol * span or abs(now[1] - used[1]) > tol * span
+
+
+# ----------------------------------------------------------------------------------- events
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventSink:
+    """JSON lines to stdout and/or a file, one flushed line per event (thread-safe); keeps them if asked."""
+
+    def __init__(self, stdout: IO[str] | None = None, path: str | Path | None = None, keep: bool = False) -> None:
+        self._outs: list[IO[str]] = [stdout] if stdout is not None else []
+        self._file = open(path, "w", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
+        if self._file is not None:
+            self._outs.append(self._file)
+        self.kept: list[dict[str, Any]] | None = [] if keep else None
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, separators=(",", ":"))
+        with self._lock:
+            for out in self._outs:
+                out.write(line + "\n")
+                out.flush()
+            if self.kept is not None:
+                self.kept.append(event)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+# ----------------------------------------------------------------------------------- identifier
+
+
+@dataclass
+class _Track:
+    track_id: int
+    window: TrackWindow
+    last_seen_t: float
+    box: np.ndarray
+    frames_seen: int = 0
+    since_event: int = 0
+    revision: int = 0
+    name: str | None = None
+    distance: float | None = None
+    newest_received: float = 0.0
+
+
+@dataclass
+class LiveStats:
+    """Counts for the ``stats`` events and the benchmark."""
+
+    processed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    latencies: list[float] = field(default_factory=list)  # first identity events' latency_s
+    refreshes: int = 0
+
+    def fps(self) -> float:
+        return self.processed / max(time.monotonic() - self.started, 1e-9)
+
+
+class LiveIdentifier:
+    """Turns tracked people per frame into enter / identity / leave events.
+
+    Args:
+        net: :func:`frame_net_for` of the embedder.
+        searcher: a :class:`gaitheat.gallery.index.GallerySearcher` (``top_people``).
+        threshold: the open-set distance threshold (None: everyone gets their nearest name).
+        cfg: settings.
+        emit: called with each event dict.
+    """
+
+    def __init__(self, net: Any, searcher: Any, threshold: float | None, cfg: LiveConfig,
+                 emit: Callable[[dict[str, Any]], None]) -> None:
+        self.net, self.searcher, self.threshold, self.cfg, self.emit = net, searcher, threshold, cfg, emit
+        self.tracks: dict[int, _Track] = {}
+        self.stats = LiveStats()
+
+    def _event(self, kind: str, frame: int, t: float, **fields: Any) -> None:
+        self.emit({"event": kind, "time": utc_now(), "t": round(t, 3), "frame": frame, **fields})
+
+    def observe(self, frame: int, t: float, received: float, people: dict[str, np.ndarray], ids: np.ndarray) -> None:
+        """One processed frame: ``people`` rows (``boxes``, ``heatmaps``, ``keypoints``) and their track ids.
+
+        Args:
+            frame: the source frame counter.
+            t: stream time of the frame, seconds.
+            received: ``time.monotonic()`` arrival of the frame (for ``latency_s``).
+        """
+        self.stats.processed += 1
+        for row, track_id in enumerate(ids.tolist()):
+            if track_id < 0:
+                continue  # ByteTrack names a track at its second frame
+            track = self.tracks.get(track_id)
+            if track is None:
+                track = self._open(track_id, frame, t, people["boxes"][row])
+            track.last_seen_t, track.box = t, people["boxes"][row]
+            track.frames_seen += 1
+            if float(people["keypoints"][row, :, 2].mean()) < self.cfg.min_score:
+                continue
+            track.window.add(people["heatmaps"][row], self.net, self.cfg.range_tol)
+            track.since_event += 1
+            track.newest_received = received
+            due = track.revision == 0 or track.since_event >= self.cfg.refine_every
+            if len(track.window) >= self.cfg.min_frames and due:
+                self._identify(track, frame, t)
+        for track in [tr for tr in self.tracks.values() if t - tr.last_seen_t > self.cfg.lost_seconds]:
+            self._close(track, frame, t, "lost")
+
+    def _open(self, track_id: int, frame: int, t: float, box: np.ndarray) -> _Track:
+        if len(self.tracks) >= self.cfg.max_tracks:
+            oldest = min(self.tracks.values(), key=lambda tr: tr.last_seen_t)
+            self._close(oldest, frame, t, "evicted")
+        track = _Track(track_id, TrackWindow(self.cfg.window), t, box)
+        self.tracks[track_id] = track
+        self._event("enter", frame, t, track_id=track_id, box=[round(float(v), 1) for v in box[:4]])
+        return track
+
+    def _identify(self, track: _Track, frame: int, t: float) -> None:
+        emb = track.window.embedding(self.net)
+        matches = self.searcher.top_people(emb, self.cfg.top_k)
+        track.name, track.distance = decide(matches, self.threshold), matches[0][1] if matches else None
+        track.revision += 1
+        track.since_event = 0
+        latency = time.monotonic() - track.newest_received
+        if track.revision == 1:
+            self.stats.latencies.append(latency)
+        self._event("identity", frame, t, track_id=track.track_id, name=track.name,
+                    distance=None if track.distance is None else round(track.distance, 5),
+                    threshold=self.threshold, frames_used=len(track.window), revision=track.revision,
+                    latency_s=round(latency, 4), matches=[{"name": n, "distance": round(d, 5)} for n, d in matches])
+
+    def _close(self, track: _Track, frame: int, t: float, reason: str) -> None:
+        if reason == "end" and len(track.window) >= self.cfg.min_frames and track.since_event:
+            self._identify(track, frame, t)  # the final word on what the last frames added
+        self.stats.refreshes += track.window.refreshes
+        del self.tracks[track.track_id]
+        self._event("leave", frame, t, track_id=track.track_id, name=track.name,
+                    distance=None if track.distance is None else round(track.distance, 5),
+                    frames_seen=track.frames_seen, reason=reason)
+
+    def finish(self, frame: int, t: float) -> None:
+        """End of stream (or Ctrl-C): final identities and a leave event for everyone still here."""
+        for track in list(self.tracks.values()):
+            self._close(track, frame, t, "end")
+
+
+# ----------------------------------------------------------------------------------- people per frame
+
+
+class PeopleFinder:
+    """Detect, pose and associate the people of one frame, with the extraction code's components.
+
+    The same chain as :func:`gaitheat.extract.extract_video_report` (detector schedule with periodic
+    whole-frame sweeps so newcomers are found, the pose model, de-duplication), with association done
+    at once (the identifier needs the ids now) instead of on a background thread.
+    """
+
+    def __init__(self, cfg: Any, fps: float | Callable[[], float], pose: Any = None) -> None:
+        from gaitheat.detect import DetectionSchedule
+        from gaitheat.extract import build_box_source, build_pose
+        from gaitheat.extract_store import available_cores
+        from gaitheat.track import PersonTracker
+
+        self.cfg = cfg
+        self.pose = pose if pose is not None else build_pose(cfg)
+        self.schedule = DetectionSchedule(build_box_source(cfg), cfg.detect_every, True, cfg.redetect_lost)
+        # Built at the first frame: a stream's frame rate is known only once it is open.
+        self._make_tracker = lambda: PersonTracker(cfg.tracker, fps=fps() if callable(fps) else fps,
+                                                   lost_seconds=cfg.lost_seconds)
+        self.tracker: Any = None
+        self.carried = np.zeros((0, 5), np.float32)
+        self.threaded = cfg.detector_thread and available_cores() > 1
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gaitheat-live-detect")
+        self.step = 0
+
+    def __call__(self, rgb: np.ndarray, frame: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(people arrays, (N,) track ids) of one RGB frame."""
+        from gaitheat.extract import _estimate_people  # the extractor's per-frame step, shared
+
+        detected: Any
+        if self.threaded and len(self.carried) == 0:
+            detected = self.schedule(rgb, frame, self.step, self.carried, helper=self._pool)
+        elif self.threaded:
+            detected = self._pool.submit(self.schedule, rgb, frame, self.step, self.carried).result
+        else:
+            detected = self.schedule(rgb, frame, self.step, self.carried)
+        followed = self.carried if self.cfg.reuse_landmarks else self.carried[:0]
+        found = _estimate_people(rgb, followed, detected, self.pose, self.cfg)
+        self.schedule.update(self.carried, found["boxes"])
+        self.carried = found["boxes"]
+        self.step += 1
+        if self.tracker is None:
+            self.tracker = self._make_tracker()
+        return found, self.tracker.update(found["boxes"])
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def annotate(rgb: np.ndarray, people: dict[str, np.ndarray], ids: np.ndarray, tracks: dict[int, _Track],
+             fps: float) -> np.ndarray:
+    """BGR frame with each person's box, track id and current name (for the preview / recording)."""
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for box, track_id in zip(people["boxes"], ids.tolist(), strict=True):
+        x1, y1, x2, y2 = (int(v) for v in box[:4])
+        track = tracks.get(track_id)
+        name = track.name if track is not None and track.name else "..."
+        colour = (0, 200, 0) if name not in ("...", UNKNOWN) else (0, 165, 255)
+        cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(bgr, f"{track_id}: {name}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    cv2.putText(bgr, f"{fps:.1f} fps", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return bgr
+
+
+def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np.ndarray], np.ndarray]],
+             identifier: LiveIdentifier, *, fps: float = 0.0, outputs: tuple[Any, ...] = (),
+             max_frames: int | None = None) -> LiveStats:
+    """The identification loop: frames from ``reader`` until it ends, ``max_frames`` or Ctrl-C.
+
+    Args:
+        reader: a started :class:`gaitheat.live_source.FrameReader` (or anything with ``get``,
+            ``ended``, ``stop``, ``delivered``, ``dropped``, ``fps``).
+        finder: :class:`PeopleFinder` (or a stand-in with its call signature).
+        identifier: receives each processed frame.
+        fps: nominal frame rate for stream time (0: the reader's, else 25).
+        outputs: annotated-frame sinks (``publish(bgr)`` or ``write(bgr)``).
+        max_frames: stop after this many processed frames.
+    Returns:
+        the stats; the final ``ended`` status event has been emitted and every open track closed,
+        also after ``KeyboardInterrupt`` (which is not re-raised: Ctrl-C is a normal way to stop).
+    """
+    stats = identifier.stats
+    frame, t, reason = -1, 0.0, "end of stream"
+    last_stats = time.monotonic()
+    try:
+        while max_frames is None or stats.processed < max_frames:
+            item = reader.get(timeout=0.5)
+            if item is None:
+                if reader.ended:
+                    reason = getattr(reader, "end_reason", "") or reason
+                    break
+                continue
+            rate = fps or reader.fps or 25.0
+            frame, t = item.index, item.index / rate
+            people, ids = finder(item.rgb, item.index)
+            identifier.observe(frame, t, item.received, people, ids)
+            for out in outputs:
+                bgr = annotate(item.rgb, people, ids, identifier.tracks, stats.fps())
+                (out.publish if hasattr(out, "publish") else out.write)(bgr)
+            if time.monotonic() - last_stats >= identifier.cfg.stats_every_s:
+                last_stats = time.monotonic()
+                identifier._event("status", frame, t, status="stats", **_counts(reader, stats))
+        else:
+            reason = f"max_frames ({max_frames}) processed"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        reader.stop()
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not lose the final events
+            identifier.finish(frame, t)
+            identifier._event("status", frame, t, status="ended", reason=reason, **_counts(reader, stats))
+    return stats
+
+
+def _counts(reader: Any, stats: LiveStats) -> dict[str, Any]:
+    return {"processed_fps": round(stats.fps(), 2), "processed": stats.processed,
+            "received": int(getattr(reader, "delivered", stats.processed)),
+            "dropped": int(getattr(reader, "dropped", 0)), "reconnects": int(getattr(reader, "reconnects", 0))}
