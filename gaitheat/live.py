@@ -25,7 +25,8 @@ about 36 MB at the default 60; at most ``max_tracks`` tracks (the least recently
 first); a track not seen for ``lost_seconds`` of stream time is closed.
 
 Events (JSON objects, one per line; :class:`EventSink`): every event has ``event``, ``time`` (UTC,
-ISO-8601), ``t`` (seconds since the stream started) and ``frame`` (source frame counter):
+ISO-8601, milliseconds), ``t`` (seconds since the run started) and ``frame`` (the source's frame
+counter, dropped frames included):
 
 * ``enter``: ``track_id``, ``box`` (x1, y1, x2, y2 source pixels);
 * ``identity``: ``track_id``, ``name`` (a gallery name or ``unknown``), ``distance`` (to the nearest
@@ -298,9 +299,12 @@ class LiveIdentifier:
         self.net, self.searcher, self.threshold, self.cfg, self.emit = net, searcher, threshold, cfg, emit
         self.tracks: dict[int, _Track] = {}
         self.stats = LiveStats()
+        self.started = time.monotonic()
 
     def _event(self, kind: str, frame: int, t: float, **fields: Any) -> None:
-        self.emit({"event": kind, "time": utc_now(), "t": round(t, 3), "frame": frame, **fields})
+        """``t`` is stream time (the leave rule uses it); the event's ``t`` is seconds since the run started."""
+        self.emit({"event": kind, "time": utc_now(), "t": round(time.monotonic() - self.started, 3), "frame": frame,
+                   **fields})
 
     def observe(self, frame: int, t: float, received: float, people: dict[str, np.ndarray], ids: np.ndarray) -> None:
         """One processed frame: ``people`` rows (``boxes``, ``heatmaps``, ``keypoints``) and their track ids.

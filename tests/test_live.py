@@ -189,6 +189,8 @@ def test_live_identify_on_an_mjpeg_stream(walkers_gallery: dict[str, Any], media
 @pytest.mark.slow
 def test_live_stream_reconnects_after_the_server_dies(walkers_gallery: dict[str, Any], media_dir: Path,
                                                       tmp_path: Path) -> None:
+    """The server is killed mid-stream and comes back 1 s later with more frames: the client says it is
+    reconnecting, reconnects, goes on identifying, and ends cleanly when the stream is gone for good."""
     import threading
     import time
 
@@ -196,25 +198,28 @@ def test_live_stream_reconnects_after_the_server_dies(walkers_gallery: dict[str,
 
     video = media_dir / "vtest.avi"
     first, port = start_server(video, 0, "--frames", "200", "--fps", "10")
+    servers = [first]
     events_file = tmp_path / "events.jsonl"
-    result: dict[str, int] = {}
-    client = threading.Thread(target=lambda: result.update(code=main(live_args(
-        walkers_gallery, f"http://127.0.0.1:{port}/", events_file, "--reconnect-timeout", "3"))))
-    client.start()
-    try:
+
+    def kill_and_restart() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (events_file.exists() and '"enter"' in events_file.read_text()):
             time.sleep(0.2)
         first.kill()  # mid-stream: the client sees the connection drop
         first.wait()
         time.sleep(1.0)
-        second, _ = start_server(video, port, "--start", "100", "--frames", "15", "--once")
-        client.join(timeout=120)
+        servers.append(start_server(video, port, "--start", "100", "--frames", "15", "--once")[0])
+
+    controller = threading.Thread(target=kill_and_restart)
+    controller.start()
+    try:
+        code = main(live_args(walkers_gallery, f"http://127.0.0.1:{port}/", events_file, "--reconnect-timeout", "3"))
     finally:
-        first.kill()
-        second.kill()
-        second.wait()
-    assert not client.is_alive() and result["code"] == 0
+        controller.join(timeout=60)
+        for server in servers:
+            server.kill()
+            server.wait()
+    assert code == 0 and len(servers) == 2
     events = read_events(events_file)
     statuses = [e["status"] for e in events if e["event"] == "status"]
     assert "reconnecting" in statuses and "connected" in statuses

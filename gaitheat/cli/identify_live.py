@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -76,7 +77,7 @@ def run_live_identify(args: argparse.Namespace) -> int:
     # the pose model and detector threads (OpenMP workers spin against them) and 19 ms with one.
     torch.set_num_threads(max(1, args.torch_threads))
     sink = EventSink(sys.stdout, args.events)
-    started = time.monotonic()
+    started = time.monotonic()  # the identifier's clock starts with it (LiveIdentifier.started)
     outputs: list[Any] = []
     try:
         with GalleryDB(args.gallery) as db:
@@ -96,6 +97,7 @@ def run_live_identify(args: argparse.Namespace) -> int:
         reader = FrameReader(args.video, reader_cfg, on_status=status)
         finder = PeopleFinder(extract_cfg, fps=lambda: reader.fps or 25.0)
         identifier = LiveIdentifier(frame_net_for(embedder), searcher, threshold, cfg, sink)
+        identifier.started = started
         if args.preview is not None:
             outputs.append(MjpegPreview(args.preview))
             print(f"preview: {outputs[-1].url}", file=sys.stderr)
@@ -104,12 +106,14 @@ def run_live_identify(args: argparse.Namespace) -> int:
         sink({"event": "status", "time": utc_now(), "t": 0.0, "frame": -1, "status": "started", "source": args.video,
               "drop": reader.drop, "min_frames": cfg.min_frames, "window": cfg.window, "threshold": threshold,
               "model_sha256": embedder.sha256, "backend": type(identifier.net).__name__})
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        in_main = threading.current_thread() is threading.main_thread()  # signals are only set there
+        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
         try:
             reader.start()
             stats = run_live(reader, finder, identifier, outputs=tuple(outputs), max_frames=args.max_frames)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
             finder.close()
             reader.join(timeout=2.0)
     except GalleryError as exc:
