@@ -55,6 +55,7 @@ def wants_live(args: argparse.Namespace) -> bool:
 def run_live_identify(args: argparse.Namespace) -> int:
     from gaitheat.cli import UserError
     from gaitheat.cli.enrol import load_pipeline
+    from gaitheat.cli.identify import check_output_path
     from gaitheat.gallery.db import GalleryDB, GalleryError
     from gaitheat.gallery.index import open_searcher
     from gaitheat.live import EventSink, LiveConfig, LiveIdentifier, PeopleFinder, frame_net_for, run_live, utc_now
@@ -62,6 +63,10 @@ def run_live_identify(args: argparse.Namespace) -> int:
 
     if args.show:
         raise UserError("--show draws a finished video; on a live source use --preview PORT or --record OUT.mp4")
+    if args.threshold is not None and not args.threshold >= 0:
+        raise UserError(f"--threshold {args.threshold}: a distance threshold is a number >= 0")
+    for option, out in (("--events", args.events), ("--record", args.record)):
+        check_output_path(option, out)  # before any work
     try:
         cfg = LiveConfig(min_frames=args.min_frames, window=args.window, refine_every=args.refine_every,
                          max_tracks=args.max_tracks, top_k=args.top_k)
@@ -85,8 +90,8 @@ def run_live_identify(args: argparse.Namespace) -> int:
             searcher = open_searcher(db, args.search)
             threshold = args.threshold if args.threshold is not None else db.threshold
         if threshold is None:
-            print("warning: the gallery has no calibrated threshold (run `gaitheat gallery calibrate`); "
-                  "every person gets their nearest name", file=sys.stderr)
+            print(f"gaitheat identify: {args.gallery} has no calibrated threshold and no --threshold was given: "
+                  "people are labelled 'unverified' (nearest names listed, nobody named)", file=sys.stderr)
 
         def status(info: dict[str, Any]) -> None:
             if info.get("status") != "ended":  # the loop reports the end, with the totals
