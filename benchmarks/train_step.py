@@ -5,7 +5,8 @@ per sequence, spines tilted up to +-25 degrees so PGHA does real work), one run 
 
 * **(b) faithful**: :func:`gaitheat.models.reference.official_forward`, the released forward restated
   op by op: two-pass fp32 PGHA, 5-D layout with SetBlockWrapper copies, all three heads also at
-  inference, NCHW, BatchNorm unfolded;
+  inference, NCHW, BatchNorm unfolded (built like the release, it reproduces the released code's
+  outputs: ``tests/test_golden.py``; here it runs on the same weights, groups and pixel convention as (a));
 * **(a) ours**: ``GaitHeat.forward`` (one composite warp, packed stream-major frames, no layout
   copies) for training, compiled with ``torch.compile`` as ``gaitheat train`` does by default
   (``train.compile``; :func:`gaitheat.train.compile_for_training`: fused BatchNorm/ReLU/adds, planned

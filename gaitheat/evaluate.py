@@ -6,6 +6,11 @@ min-max normalisation, deterministic PGHA in eval mode; zero-padded batches with
 sequence at a time on CPU) -> metrics per named probe set (:func:`gaitheat.protocols.evaluate_embeddings`)
 -> a plain, JSON-ready results dict that :mod:`gaitheat.report` prints and writes.
 
+A benchmark protocol first checks the store against its partition (:func:`protocol_rows`): missing
+test subjects, conditions or views, or unreadable files, stop the run with one error listing them
+all, unless ``eval.allow_incomplete`` (``--allow-incomplete``), which evaluates what is there and
+records the cells left out in the results (``complete``, ``left_out``).
+
 Under torchrun each rank embeds the records ``rank::world_size`` and the embeddings are gathered by
 record index, so no record is duplicated or lost whatever the world size.
 
@@ -30,11 +35,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gaitheat.protocols import (
+    MissingCells,
     Protocol,
     custom_protocol,
     evaluate_embeddings,
     evaluation_subjects,
     get_protocol,
+    missing_cells,
     select_conditions,
 )
 from gaitheat.storage import StoreError
@@ -327,13 +334,90 @@ def select_rows(rows: Sequence[ManifestRow], protocol: Protocol, subjects: Seque
     return [r for r, u in zip(rows, used, strict=True) if u]
 
 
-def protocol_rows(cfg: ExperimentConfig, protocol: Protocol, root: str | Path) -> tuple[list[ManifestRow], str]:
-    """(store rows the protocol evaluates, partition used): ``eval.partition``, else the protocol's own
-    (a custom protocol falls back to ``data.partition``, then to every subject in the store)."""
+class IncompleteStoreError(ValueError):
+    """A benchmark protocol asked of a store that lacks subjects, conditions or views, or holds unreadable files."""
+
+
+def unreadable_files(root: str | Path, rows: Sequence[ManifestRow],
+                     subjects: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(path, reason) of sequence files under ``root`` that the manifest left out because they do not read.
+
+    Only files of ``subjects`` (None = all) count. The manifest scan logs and skips such files; here
+    they become part of the evaluation's record instead of disappearing.
+    """
+    from gaitheat.storage import SequenceFile, iter_sequence_files
+
+    root = Path(root)
+    indexed = {r.path for r in rows}
+    wanted = None if subjects is None else set(subjects)
+    out = []
+    for file in iter_sequence_files(root):
+        rel = file.relative_to(root)
+        if rel.as_posix() in indexed or (wanted is not None and rel.parts[0] not in wanted):
+            continue
+        try:
+            SequenceFile(file)
+            reason = "not in the store's manifest"  # readable now: appeared after the manifest was written
+        except StoreError as exc:
+            reason = exc.reason
+        out.append((str(file), reason))
+    return out
+
+
+def verified_rows(root: str | Path, rows: Sequence[ManifestRow]) -> tuple[list[ManifestRow], list[tuple[str, str]]]:
+    """Rows whose files read completely (every checksum), and (path, reason) of those that do not.
+
+    Costs one extra read of the rows' files; used only when incomplete evaluation is allowed, so that a
+    corrupt file is listed with the cells left out instead of stopping the run halfway.
+    """
+    from gaitheat.storage import SequenceFile
+
+    good, bad = [], []
+    for row in rows:
+        path = Path(root) / row.path
+        try:
+            SequenceFile(path).verify()
+        except StoreError as exc:
+            bad.append((str(path), exc.reason))
+            continue
+        good.append(row)
+    return good, bad
+
+
+def protocol_rows(cfg: ExperimentConfig, protocol: Protocol, root: str | Path
+                  ) -> tuple[list[ManifestRow], str, MissingCells]:
+    """Store rows the protocol evaluates, the partition used, and what the store lacks.
+
+    The partition is ``eval.partition``, else the protocol's own (a custom protocol falls back to
+    ``data.partition``, then to every subject in the store). A benchmark protocol on a store that
+    lacks test subjects, conditions or views of its partition, or holds unreadable files of them,
+    raises one :class:`IncompleteStoreError` listing all of it, unless ``eval.allow_incomplete``:
+    then the files are verified, unreadable ones are left out too, and the returned
+    :class:`~gaitheat.protocols.MissingCells` says what was left out. Unreadable files stop a custom
+    protocol the same way.
+    """
     from gaitheat.manifest import load_manifest
 
     partition = cfg.eval.partition or (cfg.data.partition if protocol.name == "custom" else "")
-    return select_rows(load_manifest(root), protocol, evaluation_subjects(protocol, partition), root), partition
+    subjects = evaluation_subjects(protocol, partition)
+    manifest = load_manifest(root)
+    wanted = None if subjects is None else set(subjects)
+    tested = [r for r in manifest if wanted is None or r.subject in wanted]
+    broken = unreadable_files(root, manifest, subjects)
+    if cfg.eval.allow_incomplete:
+        tested, corrupt = verified_rows(root, tested)
+        broken += corrupt
+    missing = missing_cells(protocol, subjects, [r.subject for r in tested], [r.condition for r in tested],
+                            [r.view for r in tested], broken)
+    if missing and not cfg.eval.allow_incomplete:
+        used = partition or protocol.partition or "all subjects"
+        raise IncompleteStoreError(
+            f"{root}: incomplete for the {protocol.name} protocol (partition {used}): missing "
+            f"{missing.describe(len(subjects or ()))}. Pass --allow-incomplete (eval.allow_incomplete: true) to "
+            "evaluate what is there; the report then lists the cells left out")
+    if missing:
+        log.warning("%s: evaluating without %s", root, missing.describe(len(subjects or ())))
+    return select_rows(tested, protocol, subjects, root), partition, missing
 
 
 def choose_gamma(protocol: Protocol, configured: float, trained: float) -> float:
@@ -389,7 +473,7 @@ def evaluate_checkpoint(
             model = optimise_for_inference(model)  # BN folded + channels-last: 1.6x faster, same embeddings
         if onnx is not None:
             model = _onnx_model(onnx, str(info["sha256"]), gamma)
-        rows, partition = protocol_rows(cfg, protocol, root)
+        rows, partition, missing = protocol_rows(cfg, protocol, root)
         emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max,
                           batch_size_for(info_dist.device, cfg.eval.batch_size),
                           cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress)
@@ -407,6 +491,7 @@ def evaluate_checkpoint(
         "num_sequences": len(rows), "num_subjects": len({r.subject for r in rows}),
         "frames_test_max": cfg.data.frames_test_max, "precision": cfg.eval.precision,
         "backend": "torch" if onnx is None else f"onnx ({Path(onnx).name})",
+        "complete": not missing, "left_out": missing.to_dict() if missing else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     results["cross_domain"] = "custom" not in (protocol.name, trained_cfg.data.dataset) and \
@@ -434,7 +519,7 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
     model's own device without sharding (the other ranks wait at the trainer's barrier).
     """
     protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
-    rows, _ = protocol_rows(cfg, protocol, cfg.data.root)
+    rows, _, _ = protocol_rows(cfg, protocol, cfg.data.root)
 
     def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
         device = _device_of(model, None)

@@ -97,6 +97,9 @@ class EvalConfig:
     gallery: tuple[str, ...] = ()
     probes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     exclude_identical_view: bool = True  # custom protocol only; benchmarks fix their own rule
+    # a benchmark on a store without some test subjects, conditions or views of its partition (or with
+    # unreadable files) is an error listing them; true evaluates what is there and reports what was left out
+    allow_incomplete: bool = False
     retain_heap: bool = True  # CPU: reuse freed activations across sequences (gaitheat.heap)
 
 

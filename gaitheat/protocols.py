@@ -16,8 +16,11 @@ References (what the GaitHeat paper's tables use; evaluation_protocols.md §2, g
 * **CCPG** — Li et al., "An In-Depth Exploration of Person Re-Identification and Gait Recognition
   in Cloth-Changing Conditions", CVPR 2023. 200 subjects, test 100-199. Types ``U{top}_D{bottom}``
   with an optional ``_BG``; views are the view folder name before the first ``_``. Two families,
-  both reported and labelled: gait-style Rank-1 excluding identical views (the headline, as the
-  CCPG maintainers recommend), and re-ID style R-1/mAP/mINP (same subject *and* view removed).
+  both reported and labelled: re-ID style R-1/mAP/mINP (gallery items of the probe's subject *and*
+  view removed) and gait-style Rank-1 per view pair with identical views excluded (and included).
+  The headline is the re-ID R-1 paired with mAP, the pair the GaitHeat paper's Table 1 reports
+  ("R-1 & mAP"; only the re-ID evaluation produces mAP); the gait-style R-1 excluding identical
+  views, the number the CCPG maintainers quote for gait, is kept beside it.
 * **SUSTech1K** — Shen et al., "LidarGait: Benchmarking 3D Gait Recognition with Point Clouds",
   CVPR 2023. 1050 subjects, 250 train / 800 test. Gallery: types containing ``00-nm``; probe groups
   by *substring* of the type (overlapping: a sequence with several covariates counts in each);
@@ -44,6 +47,18 @@ log = logging.getLogger(__name__)
 CMC_RANKS = 20  # length of the stored CMC curves
 MatchRule = Literal["exact", "substring", "glob"]
 ViewRule = Literal["full", "before_underscore"]
+HeadlineFamily = Literal["gait", "reid"]
+# what each number of a results dict is, for reports (text, JSON, CSV)
+LABELS = {
+    "gait_rank1": "gait-style Rank-1 per (probe view, gallery view), identical views excluded, mean over probe views",
+    "gait_rank1_all_views": "gait-style Rank-1 per (probe view, gallery view), all view pairs, mean over probe views",
+    "gait_rank1_incl_identical": "gait-style Rank-1, identical views included (full view matrix)",
+    "gait_rank5": "gait-style Rank-5, same view rule as gait Rank-1",
+    "reid_rank1": "re-ID style Rank-1: every probe against the whole gallery, gallery items of the probe's "
+                  "subject and view removed",
+    "reid_mAP": "re-ID style mean average precision (same removal as re-ID Rank-1)",
+    "reid_mINP": "re-ID style mean inverse negative penalty",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,8 @@ class Protocol:
         gamma_deg: PGHA threshold γ of this dataset (paper §3.2: 5° CASIA-B/SUSTech1K, 20° CCPG);
             used at test time, also when a checkpoint from another dataset is evaluated here.
         expected_views: the benchmark's views, to warn when the store has others ("" = any).
+        headline_family: which numbers the paper's table reports: ``gait`` (gait-style R-1 per probe
+            set) or ``reid`` (re-ID R-1 paired with mAP per probe set, CCPG).
     """
 
     name: str
@@ -99,6 +116,7 @@ class Protocol:
     mean_column: bool = False
     gamma_deg: float = 5.0
     expected_views: tuple[str, ...] = ()
+    headline_family: HeadlineFamily = "gait"
 
     def gallery_of(self, probe_set: ProbeSet) -> tuple[str, ...]:
         return probe_set.gallery or self.gallery
@@ -133,6 +151,7 @@ CCPG = Protocol(
     view_rule="before_underscore",
     reid=True,
     gamma_deg=20.0,
+    headline_family="reid",  # the paper's Table 1: "R-1 & mAP" per probe set
 )
 
 SUSTECH1K = Protocol(
@@ -273,7 +292,38 @@ def evaluate_embeddings(
     return {"protocol": protocol.name, "reference": protocol.reference, "distance": metric, "views": view_list,
             "num_sequences": len(subjects_a), "num_subjects": len(set(subjects_a.tolist())),
             "exclude_identical_view": protocol.exclude_identical_view, "ranks": list(protocol.ranks),
-            "sets": sets, "headline": headline(protocol, sets)}
+            "sets": sets, "headline": headline(protocol, sets), "headline_family": protocol.headline_family,
+            "headline_label": headline_label(protocol), "beside_headline": beside_headline(protocol, sets),
+            "labels": field_labels(protocol)}
+
+
+def headline_label(protocol: Protocol) -> str:
+    """One line saying what the headline numbers are."""
+    if protocol.headline_family == "reid":
+        return ("re-ID style Rank-1 paired with mAP (gallery items of the probe's subject and view removed), as "
+                "the GaitHeat paper's Table 1 reports CCPG; gait-style Rank-1 (identical views excluded) beside it")
+    rule = "identical views excluded" if protocol.exclude_identical_view else "all view pairs"
+    return f"gait-style Rank-1 per probe set ({rule}), mean over probe views"
+
+
+def beside_headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Numbers reported next to a re-ID headline: gait-style R-1 with identical views excluded (CCPG)."""
+    if protocol.headline_family != "reid":
+        return {}
+    rule = "identical views excluded" if protocol.exclude_identical_view else "all view pairs"
+    return {f"{name} gait R-1, {rule}": s["rank1"] for name, s in sets.items()}
+
+
+def field_labels(protocol: Protocol) -> dict[str, str]:
+    """What the per-set keys of a results dict mean (``sets[name][key]``), for readers of the JSON."""
+    rank1 = LABELS["gait_rank1"] if protocol.exclude_identical_view else LABELS["gait_rank1_all_views"]
+    out = {"rank1": rank1, "rank1_incl_identical": LABELS["gait_rank1_incl_identical"]}
+    if 5 in protocol.ranks:
+        out["rank5"] = LABELS["gait_rank5"]
+    if protocol.reid:
+        out.update({"reid.rank1": LABELS["reid_rank1"], "reid.mAP": LABELS["reid_mAP"],
+                    "reid.mINP": LABELS["reid_mINP"]})
+    return out
 
 
 def _evaluate_set(protocol: Protocol, emb: np.ndarray, subjects: np.ndarray, views: np.ndarray,
@@ -301,7 +351,20 @@ def _evaluate_set(protocol: Protocol, emb: np.ndarray, subjects: np.ndarray, vie
 
 
 def headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """The cells of the paper's table: R-1 per probe set (+ Mean for CASIA-B, + Overall R-5 for SUSTech1K)."""
+    """The cells of the paper's table, keyed by their column labels.
+
+    Gait protocols: gait-style R-1 per probe set (+ Mean for CASIA-B, + Overall R-1/R-5 for
+    SUSTech1K). CCPG (``headline_family="reid"``): ``"<set> re-ID R-1"`` and ``"<set> re-ID mAP"``
+    per probe set, as the paper's Table 1 pairs them; the gait-style R-1 is in
+    :func:`beside_headline`.
+    """
+    if protocol.headline_family == "reid":
+        out = {}
+        for name, s in sets.items():
+            reid = s.get("reid", {})
+            out[f"{name} re-ID R-1"] = reid.get("rank1", float("nan"))
+            out[f"{name} re-ID mAP"] = reid.get("mAP", float("nan"))
+        return out
     cells = {name: s["rank1"] for name, s in sets.items() if name != protocol.overall}
     if protocol.mean_column:
         cells["Mean"] = float(np.mean(list(cells.values())))
@@ -309,3 +372,94 @@ def headline(protocol: Protocol, sets: dict[str, dict[str, Any]]) -> dict[str, f
         overall = sets[protocol.overall]
         cells.update({"R-1": overall["rank1"], "R-5": overall.get("rank5", float("nan"))})
     return cells
+
+
+@dataclass(frozen=True)
+class MissingCells:
+    """What a store lacks for a benchmark protocol (all empty = complete).
+
+    Attributes:
+        subjects: test subjects of the partition without any sequence.
+        conditions: conditions the protocol uses (SUSTech1K: its probe-set substrings, as
+            ``"NG ('nt')"``) without any sequence of the test subjects.
+        views: the benchmark's views (CASIA-B's 11) without any sequence of the test subjects.
+        unreadable: (path, reason) of test-subject files in the store that cannot be read.
+    """
+
+    subjects: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.subjects or self.conditions or self.views or self.unreadable)
+
+    def describe(self, expected_subjects: int = 0, limit: int = 10) -> str:
+        """One line listing every kind of gap (the first ``limit`` names of each)."""
+        def names(items: Sequence[str]) -> str:
+            more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        parts = []
+        if self.subjects:
+            of = f" of {expected_subjects}" if expected_subjects else ""
+            parts.append(f"{len(self.subjects)}{of} test subjects ({names(self.subjects)})")
+        if self.conditions:
+            parts.append(f"conditions {names(self.conditions)}")
+        if self.views:
+            parts.append(f"views {names(self.views)}")
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable files ("
+                         + names([f"{p}: {r}" for p, r in self.unreadable]) + ")")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the cells left out of an evaluation."""
+        return {"subjects": list(self.subjects), "conditions": list(self.conditions), "views": list(self.views),
+                "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable]}
+
+
+def protocol_conditions(protocol: Protocol) -> list[tuple[str, str]]:
+    """(label, pattern) of every condition or condition pattern a protocol selects, gallery first."""
+    patterns: list[tuple[str, str]] = []
+
+    def add(label: str, pattern: str) -> None:
+        if all(p != pattern for _, p in patterns):
+            patterns.append((label, pattern))
+
+    for c in protocol.gallery:
+        add(c if protocol.match == "exact" else f"gallery ({c!r})", c)
+    for probe_set in protocol.probes:
+        for c in protocol.gallery_of(probe_set):
+            add(c if protocol.match == "exact" else f"{probe_set.name} gallery ({c!r})", c)
+        if protocol.overall and probe_set.name == protocol.overall:
+            continue  # Overall's patterns ("01".."04") overlap every other set; its own emptiness shows there
+        for c in probe_set.conditions:
+            add(c if protocol.match == "exact" else f"{probe_set.name} ({c!r})", c)
+    return patterns
+
+
+def missing_cells(protocol: Protocol, expected_subjects: Sequence[str] | None, subjects: Sequence[str],
+                  conditions: Sequence[str], views: Sequence[str],
+                  unreadable: Sequence[tuple[str, str]] = ()) -> MissingCells:
+    """Which test subjects, conditions and views of a benchmark protocol a store lacks.
+
+    Checked at the granularity the protocol is defined on (whole subjects, conditions and views), so a
+    benchmark's few known missing sequences do not count. Views are checked where the protocol fixes
+    them (``expected_views``: CASIA-B). A custom protocol has no fixed cells: only ``unreadable``.
+
+    Args:
+        expected_subjects: the partition's test subjects (None = not fixed).
+        subjects, conditions, views: (N,) labels of the store's sequences of the test subjects.
+        unreadable: (path, reason) of files that could not be read.
+    """
+    if protocol.name == "custom":
+        return MissingCells(unreadable=tuple(unreadable))
+    present = set(map(str, subjects))
+    lost_subjects = sorted(set(expected_subjects or ()) - present)
+    conds = np.asarray(conditions).astype(str) if len(conditions) else np.zeros(0, dtype=str)
+    lost_conditions = [label for label, pattern in protocol_conditions(protocol)
+                       if not select_conditions(conds, [pattern], protocol.match).any()]
+    seen_views = {view_key(str(v), protocol.view_rule) for v in views}
+    lost_views = [v for v in protocol.expected_views if v not in seen_views]
+    return MissingCells(tuple(lost_subjects), tuple(lost_conditions), tuple(lost_views), tuple(unreadable))

@@ -160,8 +160,10 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def test_end_to_end_casia_b_table_and_reports(trained_checkpoint: Path, casia_store: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(casia_store),
-                               "--protocol", "casia-b", "--out", str(tmp_path), "--no-progress"], capsys)
+                               "--protocol", "casia-b", "--allow-incomplete", "--out", str(tmp_path), "--no-progress"],
+                              capsys)
     assert code == 0, err
+    assert "INCOMPLETE store, evaluated without: 47 subjects (078, 079," in out  # 3 of the 50 test subjects
     table = out.splitlines()
     header = next(line for line in table if "NM" in line and "Mean" in line)
     assert header.split() == ["NM", "BG", "CL", "Mean"]
@@ -173,6 +175,8 @@ def test_end_to_end_casia_b_table_and_reports(trained_checkpoint: Path, casia_st
     assert results["views"] == ["000", "090", "180"] and results["num_subjects"] == 3
     assert results["sets"]["NM"]["num_probes"] == 3 * 2 * 3 and results["sets"]["NM"]["num_gallery"] == 3 * 4 * 3
     assert results["step"] == 2 and not results["cross_domain"] and results["gamma_deg"] == 5.0
+    assert not results["complete"] and len(results["left_out"]["subjects"]) == 47
+    assert results["left_out"]["views"] == ["018", "036", "054", "072", "108", "126", "144", "162"]
     assert results["headline"]["NM"] == pytest.approx(values[0], abs=0.006)
     csv_text = (tmp_path / f"{stem}.csv").read_text().splitlines()
     assert csv_text[0] == "protocol,set,metric,probe_view,gallery_view,value"
@@ -198,19 +202,21 @@ def test_cross_domain_casia_b_checkpoint_on_ccpg(trained_checkpoint: Path, tmp_p
     store = write_tiny_store(tmp_path / "ccpg", {s: types for s in ("100", "101", "102", "103")},
                              ("1_1", "2_1"), frames=4, seed=1)
     code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
-                               "--protocol", "ccpg", "--out", str(tmp_path / "reports"), "--no-progress"], capsys)
+                               "--protocol", "ccpg", "--allow-incomplete", "--out", str(tmp_path / "reports"),
+                               "--no-progress"], capsys)
     assert code == 0, err
     assert "casia-b -> ccpg (cross-domain)" in out and "gamma 20 deg" in out
-    for label in ("Gait R-1, identical views excluded (headline)", "Gait R-1, identical views included",
-                  "Re-ID R-1", "Re-ID mAP", "Re-ID mINP"):
+    for label in ("Re-ID R-1, same subject+view removed (headline)", "Re-ID mAP (headline)",
+                  "Gait R-1, identical views excluded", "Gait R-1, identical views included", "Re-ID mINP"):
         assert label in out
     results = json.loads((tmp_path / "reports" / f"{trained_checkpoint.stem}.ccpg.json").read_text())
     assert results["num_classes"] == 3 and results["num_subjects"] == 4  # source classifier, target ids
-    assert results["views"] == ["1", "2"] and set(results["headline"]) == {"CL", "UP", "DN", "BG"}
+    assert results["views"] == ["1", "2"] and results["headline_family"] == "reid"
+    assert set(results["headline"]) == {f"{s} re-ID {m}" for s in ("CL", "UP", "DN", "BG") for m in ("R-1", "mAP")}
     # an explicit gamma in the evaluation config wins over the target's
     code, out, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
                                "--protocol", "ccpg", "--set", "model.gamma_deg=12", "--out", str(tmp_path / "g"),
-                               "--no-progress"], capsys)
+                               "--allow-incomplete", "--no-progress"], capsys)
     assert code == 0 and "gamma 12 deg" in out, err
 
 
@@ -238,7 +244,8 @@ def test_periodic_evaluation_hook_for_training(tiny_model: torch.nn.Module, casi
     from gaitheat.evaluate import make_train_eval
 
     cfg = load_config(ExperimentConfig, "cpu-small", [f"data.root={casia_store}", "data.dataset=casia-b",
-                                                      "eval.protocol=casia-b", *TINY])
+                                                      "eval.protocol=casia-b", "eval.allow_incomplete=true",
+                                                      *TINY])
     numbers = make_train_eval(cfg)(tiny_model, 7)
     assert set(numbers) == {"casia-b/NM", "casia-b/BG", "casia-b/CL", "casia-b/Mean"}
     assert all(0.0 <= v <= 100.0 for v in numbers.values())
@@ -284,7 +291,7 @@ def test_torchrun_two_ranks_gives_the_single_process_results(trained_checkpoint:
     import sys
 
     args = ["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(casia_store), "--protocol",
-            "casia-b", "--device", "cpu", "--no-progress"]
+            "casia-b", "--device", "cpu", "--allow-incomplete", "--no-progress"]
     code, _, err = _run_cli([*args, "--out", str(tmp_path / "one")], capsys)
     assert code == 0, err
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -312,8 +319,10 @@ def test_corrupt_sequence_is_reported_by_name(trained_checkpoint: Path, casia_st
     data = bytearray(bad.read_bytes())
     data[-50] ^= 0xFF  # inside the last compressed section: the header still validates
     bad.write_bytes(bytes(data))
+    # a custom protocol (no fixed cells), so the broken file is met while embedding
     code, _, err = _run_cli(["evaluate", "--checkpoint", str(trained_checkpoint), "--data-root", str(store),
-                             "--protocol", "casia-b", "--set", f"data.workers={workers}", "--out", str(tmp_path),
-                             "--no-progress"], capsys)
+                             "--protocol", "custom", "--set", "eval.partition=casia-b", "--set",
+                             "eval.gallery=[nm-01,nm-02,nm-03,nm-04]", "--set", "eval.probes={CL: [cl-01, cl-02]}",
+                             "--set", f"data.workers={workers}", "--out", str(tmp_path), "--no-progress"], capsys)
     assert code == 2 and str(bad) in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.json"))  # no partial report

@@ -143,10 +143,16 @@ def test_ccpg_and_sustech1k_report_their_labelled_numbers() -> None:
     emb = np.stack([centres[s] + 0.1 * rng.normal(size=(8, 2)) for s, _, _ in rows]).astype(np.float32)
     res = evaluate_embeddings(CCPG, emb, *map(list, zip(*rows, strict=True)))
     assert res["views"] == ["0", "1", "2"]
-    assert set(res["headline"]) == {"CL", "UP", "DN", "BG"}
+    # the paper's Table 1 pairs re-ID R-1 with mAP; the gait-style R-1 stays beside it
+    assert res["headline_family"] == "reid" and "Table 1" in res["headline_label"]
+    assert set(res["headline"]) == {f"{n} re-ID {m}" for n in ("CL", "UP", "DN", "BG") for m in ("R-1", "mAP")}
+    assert set(res["beside_headline"]) == {f"{n} gait R-1, identical views excluded" for n in ("CL", "UP", "DN", "BG")}
+    assert "subject and view removed" in res["labels"]["reid.rank1"]
+    assert "identical views excluded" in res["labels"]["rank1"]
     for name in ("CL", "UP", "DN", "BG"):
         s = res["sets"][name]
         assert s["rank1"] == 100.0 and s["reid"]["rank1"] == 100.0 and s["reid"]["mAP"] == pytest.approx(100.0)
+        assert res["headline"][f"{name} re-ID mAP"] == s["reid"]["mAP"]
     sus_types = ["00-nm", "01-nm", "01-bg", "02-bg-nt"]
     rows = [(s, t, v) for s in subjects for t in sus_types for v in ("000", "090")]
     emb = np.stack([centres[s] + 0.1 * rng.normal(size=(8, 2)) for s, _, _ in rows]).astype(np.float32)

@@ -116,7 +116,7 @@ def test_imported_checkpoint_evaluates(golden: dict[str, np.ndarray], tmp_path: 
     assert run_cli(["import-checkpoint", str(src), str(out), "--config", "casia-b"], capsys)[0] == 0
     store = write_store(tmp_path / "store", ("075", "076"), ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06",
                                                              "bg-01", "bg-02", "cl-01", "cl-02"), ("000", "090"))
-    code, stdout, err = run_cli(["evaluate", "--checkpoint", str(out), "--data-root", str(store),
+    code, stdout, err = run_cli(["evaluate", "--checkpoint", str(out), "--data-root", str(store), "--allow-incomplete",
                                  "--set", "data.workers=0", "--out", str(tmp_path / "reports"), "--no-progress"],
                                 capsys)
     assert code == 0, err

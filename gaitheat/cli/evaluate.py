@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="folder for the reports (default: next to the checkpoint)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="evaluate a store that lacks test subjects, conditions or views of the protocol's "
+                        "partition, or holds unreadable files; the report lists what was left out "
+                        "(eval.allow_incomplete)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
                         help="embed with PyTorch or with ONNX Runtime (default: onnx when --onnx is given)")
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="`gaitheat export-onnx` file of --checkpoint")
@@ -68,6 +72,8 @@ def _compose_config(args: argparse.Namespace) -> object:
         overrides.append(f"eval.protocol={args.protocol}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
+    if args.allow_incomplete:
+        overrides.append("eval.allow_incomplete=true")
     return from_dict(ExperimentConfig, apply_overrides(data, overrides))
 
 
