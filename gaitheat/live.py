@@ -276,7 +276,7 @@ class LiveStats:
 
     processed: int = 0
     started: float = field(default_factory=time.monotonic)
-    latencies: list[float] = field(default_factory=list)  # first identity events' latency_s
+    latencies: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))  # latency_s
     refreshes: int = 0
 
     def fps(self) -> float:
@@ -350,8 +350,7 @@ class LiveIdentifier:
         track.revision += 1
         track.since_event = 0
         latency = time.monotonic() - track.newest_received
-        if track.revision == 1:
-            self.stats.latencies.append(latency)
+        self.stats.latencies.append(latency)
         self._event("identity", frame, t, track_id=track.track_id, name=track.name,
                     distance=None if track.distance is None else round(track.distance, 5),
                     threshold=self.threshold, frames_used=len(track.window), revision=track.revision,
@@ -384,9 +383,9 @@ class PeopleFinder:
     """
 
     def __init__(self, cfg: Any, fps: float | Callable[[], float], pose: Any = None) -> None:
+        from gaitheat.cores import available_cores
         from gaitheat.detect import DetectionSchedule
         from gaitheat.extract import build_box_source, build_pose
-        from gaitheat.extract_store import available_cores
         from gaitheat.track import PersonTracker
 
         self.cfg = cfg
@@ -444,8 +443,12 @@ def annotate(rgb: np.ndarray, people: dict[str, np.ndarray], ids: np.ndarray, tr
 
 def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np.ndarray], np.ndarray]],
              identifier: LiveIdentifier, *, fps: float = 0.0, outputs: tuple[Any, ...] = (),
-             max_frames: int | None = None) -> LiveStats:
+             max_frames: int | None = None, overlap: bool = True) -> LiveStats:
     """The identification loop: frames from ``reader`` until it ends, ``max_frames`` or Ctrl-C.
+
+    With ``overlap`` the identifier (the recognition network) works on frame n on its own thread while
+    this one detects and poses frame n + 1 (both release the GIL in their kernels); at most one frame
+    is in the identifier at a time, and frames reach it in order.
 
     Args:
         reader: a started :class:`gaitheat.live_source.FrameReader` (or anything with ``get``,
@@ -462,8 +465,11 @@ def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np
     stats = identifier.stats
     frame, t, reason = -1, 0.0, "end of stream"
     last_stats = time.monotonic()
+    worker = ThreadPoolExecutor(1, thread_name_prefix="gaitheat-live-embed") if overlap else None
+    pending: Any = None
+    started = 0
     try:
-        while max_frames is None or stats.processed < max_frames:
+        while max_frames is None or started < max_frames:
             item = reader.get(timeout=0.5)
             if item is None:
                 if reader.ended:
@@ -473,7 +479,13 @@ def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np
             rate = fps or reader.fps or 25.0
             frame, t = item.index, item.index / rate
             people, ids = finder(item.rgb, item.index)
-            identifier.observe(frame, t, item.received, people, ids)
+            started += 1
+            if pending is not None:
+                pending.result()  # the previous frame is through the network (and its errors raised here)
+            if worker is not None:
+                pending = worker.submit(identifier.observe, frame, t, item.received, people, ids)
+            else:
+                identifier.observe(frame, t, item.received, people, ids)
             for out in outputs:
                 bgr = annotate(item.rgb, people, ids, identifier.tracks, stats.fps())
                 (out.publish if hasattr(out, "publish") else out.write)(bgr)
@@ -482,10 +494,14 @@ def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np
                 identifier._event("status", frame, t, status="stats", **_counts(reader, stats))
         else:
             reason = f"max_frames ({max_frames}) processed"
+        if pending is not None:
+            pending.result()
     except KeyboardInterrupt:
         reason = "interrupted"
     finally:
         reader.stop()
+        if worker is not None:
+            worker.shutdown(wait=True)  # the frame in the network finishes before the final events
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not lose the final events
             identifier.finish(frame, t)
             identifier._event("status", frame, t, status="ended", reason=reason, **_counts(reader, stats))

@@ -1,0 +1,309 @@
+"""Live identification on this machine: processed frame rate, event latency, memory over 10k frames, ONNX.
+
+The network is GaitHeat at full width (64-128-256-512, random weights: speed does not depend on
+training), frames at their native size, the real pose model (BlazePose via LiteRT) and detector,
+ByteTrack, and an exact gallery of 100 people. Measured:
+
+* ``fps_1_person`` / ``fps_3_people``: sustained processed frames per second of the whole live loop
+  (:func:`gaitheat.live.run_live`) over a synthetic walker video (320 x 240, one person) and a
+  synthetic crowd scene (480 x 270, three people walking side by side and crossing), read as fast as
+  the loop takes frames (drop policy ``none``: the source never starves it), after a warm-up of 20
+  frames. Goals: >= 25 and >= 10.
+* ``event_latency_s``: the same single-person video delivered in real time (25 fps) with the live
+  drop policy (``latest``): the median, over the identity events (the first, at the minimum window,
+  and its refinements), of the time from the arrival of the frame that completed the window to its
+  event (the ``latency_s`` field of the events). Goal: <= 0.5 s.
+* ``rss_mb_after_1k_frames`` / ``rss_mb_after_10k_frames``: resident memory of a soak of 10,000 frames
+  through the tracker and the identifier (track windows, cached features, events) from a synthetic
+  frame source: three people at a time with synthetic heatmaps, a new person every 150 frames
+  (track churn), at the ``cpu-small`` width so the soak takes minutes, not an hour; the pose model
+  and decoder keep no state between frames. Goal: 10k within 10 % of 1k.
+* ``torch_infer_ms_per_frame`` / ``onnx_infer_ms_per_frame`` / ``onnx_int8_infer_ms_per_frame``: the
+  full-width network on one 30-frame sequence, per frame, median of reps, all on the same cores.
+
+    .venv/bin/python benchmarks/live.py             # table
+    .venv/bin/python benchmarks/live.py --json      # last line: one JSON object
+    .venv/bin/python benchmarks/live.py --quick     # shorter videos and soak (a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def full_width_embedder(folder: Path) -> Any:
+    """A random-weight full-width checkpoint written to ``folder`` and loaded as the gallery loads it."""
+    import torch
+
+    from gaitheat.config import to_dict
+    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.gallery.service import load_embedder
+    from gaitheat.models import build_model
+
+    torch.manual_seed(0)
+    cfg = ExperimentConfig()
+    model = build_model(cfg.model, 10)
+    path = folder / "full.pt"
+    torch.save({"step": 0, "model": model.state_dict(), "config": to_dict(cfg), "num_classes": 10}, path)
+    return load_embedder(path, "cpu"), path
+
+
+def gallery_searcher(folder: Path, shape: tuple[int, int], people: int = 100) -> Any:
+    from gaitheat.gallery.db import GalleryDB, SequenceSource
+    from gaitheat.gallery.index import open_searcher
+
+    rng = np.random.default_rng(0)
+    db = GalleryDB(folder / "g.db", create=True)
+    for i in range(people):
+        e = rng.normal(size=shape).astype(np.float32)
+        e /= np.linalg.norm(e, axis=0, keepdims=True)
+        db.enrol(f"person-{i:03d}", [(e, SequenceSource("x.avi", 0, 30))], "bench")
+    return open_searcher(db, "exact")
+
+
+class ArrayReader:
+    """Frames from memory, the :class:`gaitheat.live_source.FrameReader` interface: as fast as taken
+    (``pace`` 0, nothing dropped) or at ``pace`` frames per second with the ``latest`` drop policy."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float, pace: float = 0.0) -> None:
+        self.frames, self.fps, self.pace = frames, fps, pace
+        self.delivered = self.dropped = self.reconnects = 0
+        self.end_reason = "end of frames"
+        self._i = 0
+        self._latest: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = False
+        if pace:
+            threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        from gaitheat.live_source import Received
+
+        start = time.monotonic()
+        for i, rgb in enumerate(self.frames):
+            if self._stop.is_set():
+                break
+            time.sleep(max(0.0, start + i / self.pace - time.monotonic()))
+            with self._lock:
+                self.dropped += self._latest is not None
+                self._latest = Received(i, rgb, time.monotonic())
+                self.delivered += 1
+        self._done = True
+
+    def get(self, timeout: float = 0.5) -> Any:
+        from gaitheat.live_source import Received
+
+        if not self.pace:
+            if self._i >= len(self.frames):
+                return None
+            self._i += 1
+            self.delivered += 1
+            return Received(self._i - 1, self.frames[self._i - 1], time.monotonic())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                item, self._latest = self._latest, None
+            if item is not None:
+                return item
+            if self._done:
+                return None
+            time.sleep(0.001)
+        return None
+
+    @property
+    def ended(self) -> bool:
+        return self._i >= len(self.frames) if not self.pace else self._done and self._latest is None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    from gaitheat.video import decode_frames
+
+    return [f.rgb for f in decode_frames(path)]
+
+
+def run_loop(frames: list[np.ndarray], embedder: Any, searcher: Any, pace: float, min_frames: int = 30,
+             warmup: int = 20) -> dict[str, Any]:
+    """The live loop over ``frames``: processed fps after ``warmup`` frames, first-identity latencies."""
+    from gaitheat.extract import ExtractConfig
+    from gaitheat.live import LiveConfig, LiveIdentifier, PeopleFinder, frame_net_for, run_live
+
+    events: list[dict[str, Any]] = []
+    cfg = LiveConfig(min_frames=min_frames)
+    identifier = LiveIdentifier(frame_net_for(embedder), searcher, 1.0, cfg, events.append)
+    finder = PeopleFinder(ExtractConfig(), fps=25.0)
+    # warm-up (pose model, detector, tracker import, first network calls) outside the timed part
+    run_live(ArrayReader(frames[:warmup], 25.0), finder, identifier)
+    identifier = LiveIdentifier(identifier.net, searcher, 1.0, cfg, events.append)
+    events.clear()
+    start = time.monotonic()
+    stats = run_live(ArrayReader(frames[warmup:], 25.0, pace), finder, identifier)
+    seconds = time.monotonic() - start
+    finder.close()
+    people = sum(1 for e in events if e["event"] == "enter")
+    return {"fps": stats.processed / seconds, "frames": stats.processed, "seconds": seconds,
+            "latencies": stats.latencies, "tracks": people,
+            "identities": sum(1 for e in events if e["event"] == "identity")}
+
+
+def soak(frames: int, checkpoints: tuple[int, ...]) -> dict[int, float]:
+    """RSS after each of ``checkpoints`` frames of synthetic people through tracker + identifier."""
+    import torch
+
+    from gaitheat.gallery.service import Embedder
+    from gaitheat.live import LiveConfig, LiveIdentifier, frame_net_for
+    from gaitheat.models import build_model
+    from gaitheat.models.inference import optimise_for_inference
+    from gaitheat.track import PersonTracker
+    from tests.conftest import gaussian_heatmaps
+
+    torch.manual_seed(0)
+    from gaitheat.config import load_config
+    from gaitheat.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, "cpu-small")
+    model = optimise_for_inference(build_model(cfg.model, 4).eval())
+    net = frame_net_for(Embedder(model, "soak", "soak", "cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        searcher = gallery_searcher(Path(tmp), (32, 16), 50)
+        identifier = LiveIdentifier(net, searcher, 1.0, LiveConfig(lost_seconds=0.5, stats_every_s=1e9),
+                                    lambda e: None)
+        tracker = PersonTracker(fps=25.0, lost_seconds=0.5)
+        rng = np.random.default_rng(0)
+        bank = gaussian_heatmaps(64, rng)  # heatmap frames reused: the soak is about state, not pixels
+        out: dict[int, float] = {}
+        for f in range(frames):
+            # three people walking across 640 px, each replaced by a newcomer every 150 frames
+            boxes, rows = [], []
+            for k in range(3):
+                age = (f + 50 * k) % 150
+                x = 20 + 4 * age + 200 * k % 400
+                boxes.append([x, 100 + 60 * k, x + 60, 260 + 60 * k, 0.9])
+                rows.append(bank[(f + 7 * k) % len(bank)])
+            b = np.array(boxes, np.float32)
+            people = {"boxes": b, "heatmaps": np.stack(rows),
+                      "keypoints": np.concatenate([np.zeros((3, 17, 2)), np.full((3, 17, 1), 0.9)], 2).astype(
+                          np.float32)}
+            identifier.observe(f, f / 25.0, time.monotonic(), people, tracker.update(b))
+            if f + 1 in checkpoints:
+                out[f + 1] = rss_mb()
+        identifier.finish(frames, frames / 25.0)
+    return out
+
+
+def infer_ms(embedder_model: Any, onnx_paths: dict[str, Path], reps: int) -> dict[str, float]:
+    """ms per frame of the full-width network on a 30-frame sequence: PyTorch and each ONNX file."""
+    import torch
+
+    from gaitheat.export_onnx import OnnxModel
+    from tests.conftest import gaussian_heatmaps
+
+    x = gaussian_heatmaps(30, np.random.default_rng(0))
+    out = {}
+    runners: dict[str, Any] = {name: OnnxModel(p).run for name, p in onnx_paths.items()}
+
+    def torch_run(a: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return embedder_model.embed(torch.from_numpy(a))
+
+    runners = {"torch": torch_run, **runners}
+    for name, run in runners.items():
+        run(x[None])  # warm-up
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            run(x[None])
+            times.append(time.perf_counter() - start)
+        out[name] = statistics.median(times) * 1000 / len(x)
+    return out
+
+
+def describe(r: dict[str, Any]) -> str:
+    return f"{r['frames']} frames in {r['seconds']:.1f} s, {r['tracks']} tracks, {r['identities']} identity events"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
+    parser.add_argument("--quick", action="store_true", help="short videos and a 2k-frame soak (smoke run)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from gaitheat.cores import available_cores
+    from gaitheat.export_onnx import export_onnx, int8_path_for
+    from gaitheat.synth import write_dataset
+    from gaitheat.synth.crowd import plan_scene, write_scene
+    from gaitheat.synth.dataset import sequence_paths
+
+    torch.set_num_threads(1)  # as gaitheat identify on a live source: the pose model has the other core
+    n = 70 if args.quick else 220
+    soak_frames = 1500 if args.quick else 10_000
+    with tempfile.TemporaryDirectory(prefix="gaitheat-live-bench-") as tmp:
+        folder = Path(tmp)
+        embedder, ckpt = full_width_embedder(folder)
+        searcher = gallery_searcher(folder, embedder.embed([np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
+        write_dataset(folder / "videos", ["001"], ["nm-01"], ["090"], frames=n, seed=1, difficulty=0.5,
+                      workers=1, progress=False)
+        one = decode(sequence_paths(folder / "videos", "001", "nm-01", "090")[0])
+        scene = plan_scene("crossing", ["001", "002", "003"], n, seed=2, name="bench")
+        three = decode(write_scene(folder / "crowd", scene)["video"])
+
+        r1 = run_loop(one, embedder, searcher, pace=0.0)
+        r3 = run_loop(three, embedder, searcher, pace=0.0)
+        paced = run_loop(one, embedder, searcher, pace=25.0)
+        rss = soak(soak_frames, (1000, soak_frames))
+        export = export_onnx(ckpt, folder / "full.onnx", int8=True)
+        torch.set_num_threads(available_cores())  # the network alone: every core, for all three runtimes
+        ms = infer_ms(embedder.model, {"onnx": Path(export.path), "onnx_int8": int8_path_for(export.path)},
+                      reps=3 if args.quick else 7)
+
+    latency = statistics.median(paced["latencies"]) if paced["latencies"] else float("nan")
+    rows = [
+        ("fps_1_person", r1["fps"], describe(r1)),
+        ("fps_3_people", r3["fps"], describe(r3)),
+        ("event_latency_s", latency, f"median of {len(paced['latencies'])} identity events, real-time 25 fps "
+                                     f"source, {paced['fps']:.1f} fps processed"),
+        ("rss_mb_after_1k_frames", rss[1000], "soak: tracker + identifier, synthetic people"),
+        (f"rss_mb_after_{soak_frames // 1000}k_frames", rss[soak_frames], f"{rss[soak_frames] / rss[1000] - 1:+.1%}"),
+        ("torch_infer_ms_per_frame", ms["torch"], "full width, T=30, folded BN, channels-last"),
+        ("onnx_infer_ms_per_frame", ms["onnx"], f"ONNX Runtime fp32 (max |diff| {export.max_abs_diff:.1e})"),
+        ("onnx_int8_infer_ms_per_frame", ms["onnx_int8"],
+         f"dynamic int8 (max |diff| {export.int8_max_abs_diff:.3f})"),
+    ]
+    print(f"{'metric':<30} {'value':>10}  note")
+    for name, value, note in rows:
+        print(f"{name:<30} {value:>10.3f}  {note}")
+    if args.json:
+        result = {"fps_1_person": round(r1["fps"], 2), "fps_3_people": round(r3["fps"], 2),
+                  "event_latency_s": round(latency, 3), "rss_mb_after_1k_frames": round(rss[1000], 1),
+                  "rss_mb_after_10k_frames": round(rss[soak_frames], 1),
+                  "torch_infer_ms_per_frame": round(ms["torch"], 2), "onnx_infer_ms_per_frame": round(ms["onnx"], 2),
+                  "onnx_int8_infer_ms_per_frame": round(ms["onnx_int8"], 2)}
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
