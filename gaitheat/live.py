@@ -185,11 +185,19 @@ class TrackWindow:
 
     def add(self, heatmaps: np.ndarray, net: Any, tol: float) -> None:
         """Append one (J, H, W) frame; compute its features (or re-embed all when the range moved)."""
+        pending = self.push(heatmaps, net, tol)
+        if pending is not None:
+            self.features.append(net.features(pending))
+
+    def push(self, heatmaps: np.ndarray, net: Any, tol: float) -> np.ndarray | None:
+        """Append one (J, H, W) frame. Returns its normalised (1, J, H, W) network input for the caller
+        to run (batched with other people's frames) and :meth:`features` ``.append``; None when
+        nothing is left to run (the range moved: the whole window was just re-embedded; or no cache)."""
         frame = np.asarray(heatmaps, np.float32)
         self.raw.append(frame)
         self.ranges.append((float(frame.min()), float(frame.max())))
         if not net.incremental:
-            return
+            return None
         lo, hi = self.window_range()
         if self.used is None or _moved(self.used, (lo, hi), tol):
             self.used = (lo, hi)
@@ -197,8 +205,8 @@ class TrackWindow:
             stacked = _normalise(np.stack(list(self.raw)), lo, hi)
             self.features.extend(net.features(stacked).split(1))
             self.refreshes += 1
-        else:
-            self.features.append(net.features(_normalise(frame[None], *self.used)))
+            return None
+        return _normalise(frame[None], *self.used)
 
     def embedding(self, net: Any) -> np.ndarray:
         """(D, P) embedding of the frames in the window."""
@@ -315,6 +323,7 @@ class LiveIdentifier:
             received: ``time.monotonic()`` arrival of the frame (for ``latency_s``).
         """
         self.stats.processed += 1
+        added: list[tuple[_Track, np.ndarray | None]] = []
         for row, track_id in enumerate(ids.tolist()):
             if track_id < 0:
                 continue  # ByteTrack names a track at its second frame
@@ -325,7 +334,13 @@ class LiveIdentifier:
             track.frames_seen += 1
             if float(people["keypoints"][row, :, 2].mean()) < self.cfg.min_score:
                 continue
-            track.window.add(people["heatmaps"][row], self.net, self.cfg.range_tol)
+            added.append((track, track.window.push(people["heatmaps"][row], self.net, self.cfg.range_tol)))
+        runs = [(track, x) for track, x in added if x is not None]
+        if runs:  # everyone's new frame in one pass through the network
+            features = self.net.features(np.concatenate([x for _, x in runs])).split(1)
+            for (track, _), f in zip(runs, features, strict=True):
+                track.window.features.append(f)
+        for track, _ in added:
             track.since_event += 1
             track.newest_received = received
             due = track.revision == 0 or track.since_event >= self.cfg.refine_every
