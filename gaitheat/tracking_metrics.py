@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate_tracks", "format_mot_rows", "read_mot", "read_tracks", "store_tracks"]
+__all__ = ["evaluate_tracks", "format_mot_rows", "read_mot", "read_tracks", "sequence_purity", "sequence_rows",
+           "store_purity", "store_tracks"]
 
 MATCH_IOU = 0.5  # CLEAR/Identity threshold (HOTA averages over 0.05..0.95)
 
@@ -58,18 +59,30 @@ def format_mot_rows(rows: np.ndarray) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def store_tracks(root: str | Path, source: str | Path | None = None) -> np.ndarray:
-    """The stored sequences of ``source`` (all when None) as MOT rows ``(N, 9)``, one track per sequence.
-
-    Each frame's box is the box around the stored pose's confident joints (the box the tracker
-    followed, :func:`gaitheat.crop.keypoints_box`), or the crop box shrunk by its padding when too
-    few joints are confident; the id is ``track_id + 1`` (ids of different sources may repeat).
-    """
+def sequence_rows(track: int, frame_indices: np.ndarray, image_keypoints: np.ndarray, crop_boxes: np.ndarray,
+                  padding: float = 1.25) -> np.ndarray:
+    """MOT rows ``(T, 9)`` of one extracted sequence, id ``track``: frame ``index + 1`` and the box around the
+    pose's confident joints (the box the tracker followed, :func:`gaitheat.crop.keypoints_box`), or the crop
+    box shrunk by its padding when too few joints are confident."""
     from gaitheat.crop import keypoints_box
+
+    rows = []
+    for frame, kps, crop in zip(frame_indices, image_keypoints, crop_boxes, strict=True):
+        box = keypoints_box(kps)
+        if box is None:
+            c, half = (crop[:2] + crop[2:]) / 2, (crop[2:] - crop[:2]) / (2 * padding)
+            box = np.concatenate([c - half, c + half])
+        rows.append([int(frame) + 1, track, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, 1, 1])
+    return np.array(rows, np.float64).reshape(-1, 9)
+
+
+def store_tracks(root: str | Path, source: str | Path | None = None) -> np.ndarray:
+    """The stored sequences of ``source`` (all when None) as MOT rows ``(N, 9)``, one track per sequence
+    (:func:`sequence_rows`, id ``track_id + 1``; ids of different sources may repeat)."""
     from gaitheat.storage import SequenceFile, iter_sequence_files
 
     wanted = str(Path(source).resolve()) if source is not None else None
-    rows = []
+    parts = [np.zeros((0, 9))]
     for path in iter_sequence_files(root):
         seq = SequenceFile(path)
         if wanted is not None and seq.meta.source != wanted:
@@ -77,15 +90,9 @@ def store_tracks(root: str | Path, source: str | Path | None = None) -> np.ndarr
         arrays = seq.arrays()
         if "image_keypoints" not in arrays or "boxes" not in arrays:
             continue
-        track = int(seq.meta.extra.get("track_id", 0)) + 1
-        pad = float(seq.meta.crop_padding or 1.25)
-        for frame, kps, crop in zip(arrays["frame_indices"], arrays["image_keypoints"], arrays["boxes"], strict=True):
-            box = keypoints_box(kps)
-            if box is None:
-                c, half = (crop[:2] + crop[2:]) / 2, (crop[2:] - crop[:2]) / (2 * pad)
-                box = np.concatenate([c - half, c + half])
-            rows.append([int(frame) + 1, track, box[0], box[1], box[2] - box[0], box[3] - box[1], 1, 1, 1])
-    out = np.array(rows, np.float64).reshape(-1, 9)
+        parts.append(sequence_rows(int(seq.meta.extra.get("track_id", 0)) + 1, arrays["frame_indices"],
+                                   arrays["image_keypoints"], arrays["boxes"], float(seq.meta.crop_padding or 1.25)))
+    out = np.concatenate(parts)
     return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 

@@ -324,11 +324,11 @@ def load_crowd_truth(path: str | Path) -> tuple[dict[str, Any], CrowdTruth]:
     return record, truth
 
 
-def crowd_plan(scenes_per_type: int, kinds: tuple[str, ...] | list[str], walkers: tuple[int, int], subjects: int,
-               frames: int, seed: int, difficulty: float) -> list[CrowdScene]:
+def crowd_plan(scenes_per_type: int, kinds: tuple[str, ...] | list[str], walkers: tuple[int, int],
+               subjects: int | list[str], frames: int, seed: int, difficulty: float) -> list[CrowdScene]:
     """The scenes of ``write_crowds``: per type, ``scenes_per_type`` scenes of walkers[0]..walkers[1] people
-    drawn from subjects ``001`` .. ``subjects`` (names as ``write_dataset`` gives them)."""
-    names = [f"{i:03d}" for i in range(1, subjects + 1)]
+    drawn from ``subjects`` (a count means ``001`` .. ``subjects``, the names ``write_dataset`` gives)."""
+    names = [f"{i:03d}" for i in range(1, subjects + 1)] if isinstance(subjects, int) else list(subjects)
     plan = []
     for kind in kinds:
         for k in range(scenes_per_type):
@@ -342,7 +342,7 @@ def crowd_plan(scenes_per_type: int, kinds: tuple[str, ...] | list[str], walkers
 
 
 def write_crowds(out: str | Path, scenes_per_type: int = 2, kinds: tuple[str, ...] | list[str] = SCENE_TYPES,
-                 walkers: tuple[int, int] = (2, 3), subjects: int = 8, frames: int = 60, seed: int = 0,
+                 walkers: tuple[int, int] = (2, 3), subjects: int | list[str] = 8, frames: int = 60, seed: int = 0,
                  difficulty: float = 0.5, size: tuple[int, int] = CROWD_SIZE,
                  progress: bool = True) -> dict[str, int]:
     """Render crowd scenes (see :func:`crowd_plan`); finished scenes (video present) are skipped."""
