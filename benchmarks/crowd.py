@@ -73,13 +73,15 @@ def extract_scenes(work: Path, plan: list[Any], pose: Any, cfg: Any) -> list[dic
         report = extract_video_report(paths["video"], cfg, pose=pose)
         seconds = time.perf_counter() - start
         _, truth = load_crowd_truth(paths["json"])
-        pred = [np.zeros((0, 9))]
-        purity = []
-        for t in report.tracks:
-            s = t.sequence
-            pred.append(sequence_rows(t.track_id + 1, s.frame_indices, s.image_keypoints, s.boxes, cfg.crop_padding))
-            purity.append(sequence_purity(s.image_keypoints, s.frame_indices, truth))
-        out.append({"scene": scene, "tracks": report.tracks, "pred": np.concatenate(pred), "gt": read_mot(paths["gt"]),
+        purity = [sequence_purity(t.sequence.image_keypoints, t.sequence.frame_indices, truth) for t in report.tracks]
+        # the tracker's boxes of the stored tracks, every frame (also those dropped from the sequences); an
+        # extractor without them (before they were reported) is scored on the stored frames
+        pred = getattr(report, "track_rows", None)
+        if pred is None:
+            pred = np.concatenate([np.zeros((0, 9))] + [
+                sequence_rows(t.track_id + 1, t.sequence.frame_indices, t.sequence.image_keypoints, t.sequence.boxes,
+                              cfg.crop_padding) for t in report.tracks])
+        out.append({"scene": scene, "tracks": report.tracks, "pred": pred, "gt": read_mot(paths["gt"]),
                     "purity": purity, "seconds": seconds})
     return out
 

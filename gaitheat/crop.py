@@ -115,3 +115,52 @@ def keypoints_box(image_keypoints: np.ndarray, min_score: float = 0.3, min_joint
     x2, y2 = good[:, 0].max(), good[:, 1].max()
     h = max(y2 - y1, 1.0)
     return np.array([x1, y1 - head_margin * h, x2, y2 + foot_margin * h], dtype=np.float32)
+
+
+def same_pose(image_keypoints: np.ndarray, min_score: float = 0.3, tolerance: float = 0.15) -> np.ndarray:
+    """``(N, N)`` bool: poses ``i`` and ``j`` put their joints in the same places, i.e. show the same person.
+
+    Two people who overlap in the image (one walking behind the other) can have boxes that overlap a
+    lot; their joints still differ. Poses are the same when the median distance between the joints
+    confident in both (at least 3) is under ``tolerance`` times the taller pose's height.
+
+    Args:
+        image_keypoints: ``(N, J, 3)`` keypoints ``(x, y, score)`` in source pixels.
+    """
+    kp = np.asarray(image_keypoints, dtype=np.float64)
+    n = len(kp)
+    out = np.eye(n, dtype=bool)
+    good = kp[..., 2] >= min_score
+    height = np.array([np.ptp(k[g, 1]) if g.any() else 0.0 for k, g in zip(kp, good, strict=True)])
+    for i in range(n):
+        for j in range(i + 1, n):
+            both = good[i] & good[j]
+            if both.sum() < 3:
+                continue
+            dist = np.median(np.linalg.norm(kp[i, both, :2] - kp[j, both, :2], axis=1))
+            out[i, j] = out[j, i] = bool(dist < tolerance * max(height[i], height[j], 1.0))
+    return out
+
+
+def crowded(image_keypoints: np.ndarray, boxes: np.ndarray, min_joints: int = 4, min_score: float = 0.3) -> np.ndarray:
+    """``(N,)`` bool: person ``i``'s box holds at least ``min_joints`` confident joints of another person.
+
+    Such a crop shows two people, and the pose model's heatmaps mix them.
+
+    Args:
+        image_keypoints: ``(N, J, 3)`` keypoints of the people found in one frame, source pixels.
+        boxes: ``(N, 4+)`` their person boxes (xyxy).
+    """
+    kp = np.asarray(image_keypoints, dtype=np.float64)
+    b = np.asarray(boxes, dtype=np.float64)
+    out = np.zeros(len(kp), bool)
+    for i in range(len(kp)):
+        for j in range(len(kp)):
+            if i == j:
+                continue
+            x, y, ok = kp[j, :, 0], kp[j, :, 1], kp[j, :, 2] >= min_score
+            inside = ok & (x >= b[i, 0]) & (x <= b[i, 2]) & (y >= b[i, 1]) & (y <= b[i, 3])
+            if inside.sum() >= min_joints:
+                out[i] = True
+                break
+    return out

@@ -253,10 +253,18 @@ class DetectionSchedule:
         lost_frames: frames a lost person is searched for around where they were last seen.
     """
 
-    def __init__(self, boxes: Any, period: int, periodic: bool, lost_frames: int) -> None:
+    def __init__(self, boxes: Any, period: int, periodic: bool, lost_frames: int, hidden_frames: int = 0) -> None:
         self.boxes, self.period, self.periodic, self.lost_frames = boxes, period, periodic, lost_frames
+        self.hidden_frames = hidden_frames
         self.sweeps = callable(getattr(boxes, "scan", None))
         self._lost: list[tuple[np.ndarray, int]] = []  # (last box, frames searched)
+        self._hidden: list[tuple[np.ndarray, int]] = []  # (last box, frames searched) of people gone behind someone
+        self._continued = np.zeros(0, bool)  # per person found last frame: they were followed the frame before too
+
+    @property
+    def hidden(self) -> np.ndarray:
+        """``(K, 4)`` last boxes of the people who went behind someone else and are not found again yet."""
+        return np.array([b for b, _ in self._hidden], np.float32).reshape(-1, 4)
 
     def __call__(self, rgb: np.ndarray, frame_index: int, step: int, followed: np.ndarray,
                  helper: Executor | None = None) -> np.ndarray:
@@ -281,10 +289,16 @@ class DetectionSchedule:
         height, width = rgb.shape[:2]
         views += [_view_around(box) for box, _ in self._lost
                   if box[0] > 2 and box[2] < width - 3 and box[3] < height - 3]  # not walked out of the frame
+        views += [_view_around(box) for box, _ in self._hidden]
         return np.asarray(self.boxes.scan(rgb, views), np.float32) if views else EMPTY
 
     def update(self, carried: np.ndarray, found: np.ndarray) -> None:
-        """Note who was lost: carried boxes ``(M, 5)`` that no person found this frame ``(N, 5)`` overlaps."""
+        """Note who was lost: carried boxes ``(M, 5)`` that no person found this frame ``(N, 5)`` overlaps.
+
+        With ``hidden_frames``, a carried person whose crop found someone else (another carried person
+        took that match: they went behind them) is searched for around the two of them for that many
+        frames, until found again (a found box overlapping the search box by IoU >= 0.2).
+        """
         if not self.sweeps:
             return
         still = [(box, age + 1) for box, age in self._lost if age + 1 < self.lost_frames]
@@ -294,6 +308,49 @@ class DetectionSchedule:
             overlap = iou_matrix(np.stack([b for b, _ in candidates]), found).max(axis=1)
             candidates = [c for c, o in zip(candidates, overlap, strict=True) if o < 0.2]
         self._lost = candidates
+        if self.hidden_frames > 0:
+            self._update_hidden(carried, found)
+
+    def _update_hidden(self, carried: np.ndarray, found: np.ndarray) -> None:
+        hidden = [(box, age + 1) for box, age in self._hidden if age + 1 < self.hidden_frames]
+        continued = np.zeros(len(found), bool)
+        # only someone followed for two frames counts: a one-frame pose (a second, poorer pose of one person
+        # from an overlapping detection) merging into its person is no one going behind anyone
+        followed = self._continued if len(self._continued) == len(carried) else np.zeros(len(carried), bool)
+        if len(carried) and len(found):
+            iou = iou_matrix(carried[:, :4], found[:, :4])
+            taken = _greedy_match(iou, 0.2)
+            continued[list(taken.values())] = True
+            for i in range(len(carried)):
+                # overlapping a found person whom another carried person matched better: gone behind them
+                if i not in taken and followed[i] and iou[i].max() >= 0.2:
+                    j = int(iou[i].argmax())
+                    b, f = carried[i, :4], found[j, :4]
+                    hidden.append((np.array([min(b[0], f[0]), min(b[1], f[1]), max(b[2], f[2]), max(b[3], f[3])],
+                                            np.float32), 0))
+        if hidden and len(found):
+            # found again: a person found now who is nobody carried (matched) overlaps the search box
+            fresh = found[:, :4]
+            if len(carried):
+                matched = set(_greedy_match(iou_matrix(carried[:, :4], fresh), 0.2).values())
+                fresh = fresh[[j for j in range(len(fresh)) if j not in matched]]
+            if len(fresh):
+                hidden = [(b, a) for b, a in hidden if iou_matrix(b[None], fresh).max() < 0.2]
+        self._hidden, self._continued = hidden, continued
+
+
+def _greedy_match(iou: np.ndarray, threshold: float) -> dict[int, int]:
+    """Row -> column pairs matched greedily by descending IoU (at least ``threshold``)."""
+    pairs: dict[int, int] = {}
+    used: set[int] = set()
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < threshold:
+            break
+        if i not in pairs and j not in used:
+            pairs[i] = j
+            used.add(j)
+    return pairs
 
 
 def _view_around(box: np.ndarray) -> tuple[int, int, int]:

@@ -72,6 +72,9 @@ class ExtractConfig:
             videos with ``main_track_only``: only then.
         redetect_lost: for this many frames after a person is lost (their last box found nobody), the
             detector also searches a square around where they were last seen (0: leave it to the sweep).
+        search_hidden: when a followed person goes behind another (their crop finds the other person),
+            search around the two of them every frame for ``lost_seconds`` until they are found again,
+            and count those frames as crowded for the person in front (see ``drop_crowded``).
         detect_score: detector probability threshold (low: the pose presence score rejects false people).
         tiles: detector tiling: ``auto``, ``always`` or ``never``.
         tile_size: tile side in source pixels.
@@ -79,6 +82,10 @@ class ExtractConfig:
         min_presence: pose presence probability below which a crop is not a person.
         crop_padding: box padding factor (1.25 in the paper).
         tracker: ``bytetrack`` or ``sort``.
+        relink: after tracking, cut tracks where they jumped to another person (the walk reverses, as when
+            two people cross) and join pieces of one walk across gaps up to ``lost_seconds``
+            (:func:`gaitheat.track.relink`). Not for single-subject dataset videos (``main_track_only``),
+            whose outputs stay as they were (it would join a broken walk there too).
         lost_seconds: how long a track waits for its person to reappear.
         dedupe_iou: IoU above which two poses in a frame are the same person.
         min_score: frames with a lower mean joint score are dropped (the paper's 0.4).
@@ -87,6 +94,12 @@ class ExtractConfig:
         max_frames: stop after this many source frames (None: whole video).
         main_track_only: for inputs with a dataset name (one subject per video), store only the
             longest track.
+        drop_crowded: drop the frames whose person box holds another found person (at least
+            ``crowd_joints`` of their confident joints): a crop holding two people mixes their heatmaps.
+        crowd_joints: see ``drop_crowded``.
+        tracks_out: folder to write each input's tracks to as MOTChallenge text (``<input stem>.txt``):
+            the tracker's box of every frame of each stored track, the frames dropped from the
+            sequence included ("" writes nothing).
         created: fixed ``SequenceMeta.created``; "" means ``$SOURCE_DATE_EPOCH`` if set, else now.
     """
 
@@ -99,6 +112,8 @@ class ExtractConfig:
     boxes_file: str | None = None
     detect_every: int = 30
     redetect_lost: int = 1
+    search_hidden: bool = True
+    relink: bool = True
     detect_score: float = 0.3
     tiles: str = "auto"
     tile_size: int = 192
@@ -113,6 +128,9 @@ class ExtractConfig:
     frame_stride: int = 1
     max_frames: int | None = None
     main_track_only: bool = True
+    drop_crowded: bool = True
+    crowd_joints: int = 4
+    tracks_out: str = ""
     created: str = ""
 
     def __post_init__(self) -> None:
@@ -151,6 +169,8 @@ class VideoReport:
     rejected_tracks: list[dict[str, Any]]
     person_frames: int = 0  # pose calls that found a person
     expected_frames: int = 0  # what the container announced (after max_frames and frame_stride)
+    # MOTChallenge rows (N, 9) of the stored tracks: every frame the tracker gave them, id = track_id + 1
+    track_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 9)))
 
 
 # ------------------------------------------------------------------------------------ dataset naming
@@ -255,7 +275,8 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
     frames = person_frames = 0
     # A benchmark video shows one subject: once it is followed, re-detect only when it is lost.
     periodic = not (cfg.main_track_only and parse_dataset_name(source) is not None)
-    schedule = DetectionSchedule(boxes, cfg.detect_every, periodic, cfg.redetect_lost)
+    hidden = round(fps * cfg.lost_seconds) if cfg.search_hidden else 0
+    schedule = DetectionSchedule(boxes, cfg.detect_every, periodic, cfg.redetect_lost, hidden)
     threaded = cfg.detector_thread and available_cores() > 1  # on one core a second thread only adds switching
     # The detector searches each frame on its own thread while this one poses the people carried over
     # from the last frame (LiteRT releases the GIL): on two cores its time mostly disappears.
@@ -276,6 +297,9 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
             followed = carried if cfg.reuse_landmarks else carried[:0]
             found = _estimate_people(frame.rgb, followed, detected, pose, cfg)
             schedule.update(carried, found["boxes"])
+            if len(schedule.hidden) and len(found["boxes"]):
+                # someone just went behind this person: their crop holds two people
+                found["crowded"] = found["crowded"] | _covers(found["boxes"], schedule.hidden)
             person_frames += len(found["boxes"])
             if tracks is None:
                 still.add_frame(frame.index, found, np.arange(len(found["boxes"])))
@@ -286,22 +310,41 @@ def extract_video_report(source: str | Path, cfg: ExtractConfig | None = None, *
                 on_frame(frame.index)
     announced = min(info.num_frames, cfg.max_frames or info.num_frames)
     report = VideoReport(str(source), frames, [], [], person_frames, -(-announced // cfg.frame_stride))
-    _finish_tracks(report, still if tracks is None else tracks.finish(), source, info, pose, cfg)
+    collected = still if tracks is None else tracks.finish()
+    if tracks is not None and cfg.relink and periodic:  # single-subject dataset videos: as they were
+        from gaitheat.track import relink
+
+        collected = relink(collected, fps, max(1, round(fps * cfg.lost_seconds)))
+    _finish_tracks(report, collected, source, info, pose, cfg)
     return report
 
 
+_SAME_BOX_IOU = 0.9  # boxes overlapping more than this show the same person whatever their poses
+
+
+def _covers(boxes: np.ndarray, hidden: np.ndarray, share: float = 0.3) -> np.ndarray:
+    """``(N,)`` bool: person box ``i`` covers at least ``share`` of one of the ``hidden`` boxes ``(K, 4)``."""
+    b, h = boxes[:, None, :4], hidden[None, :, :4]
+    iw = np.clip(np.minimum(b[..., 2], h[..., 2]) - np.maximum(b[..., 0], h[..., 0]), 0, None)
+    ih = np.clip(np.minimum(b[..., 3], h[..., 3]) - np.maximum(b[..., 1], h[..., 1]), 0, None)
+    area = np.maximum((h[..., 2] - h[..., 0]) * (h[..., 3] - h[..., 1]), 1e-6)
+    return np.any(iw * ih / area >= share, axis=1)
+
+
 def _already_followed(detected: np.ndarray, carried: np.ndarray) -> np.ndarray:
-    """``(N,)`` mask of detector boxes that show someone already followed: centre inside a carried box of
-    similar height (2/3 to 3/2). Two people that close share one crop, so posing both crops would only
-    find the same person twice; a person beside or behind someone (centre outside their box) is kept.
+    """``(N,)`` mask of detector boxes that show someone already followed: nearly the same box as a carried
+    one (centres within a fifth of its width and a tenth of its height, heights within 0.8-1.25x). A person
+    beside or behind someone, whose box overlaps theirs but is shifted or of another size (depth), is posed
+    in a crop of their own; if that crop still finds the followed person, the two poses are merged.
     """
     if len(detected) == 0 or len(carried) == 0:
         return np.zeros(len(detected), bool)
     d, c = detected[:, None, :4], carried[None, :, :4]
-    cx, cy = (d[..., 0] + d[..., 2]) / 2, (d[..., 1] + d[..., 3]) / 2
-    inside = (c[..., 0] <= cx) & (cx <= c[..., 2]) & (c[..., 1] <= cy) & (cy <= c[..., 3])
-    ratio = (d[..., 3] - d[..., 1]) / np.maximum(c[..., 3] - c[..., 1], 1e-6)
-    return np.any(inside & (ratio >= 2 / 3) & (ratio <= 3 / 2), axis=1)
+    dx = np.abs((d[..., 0] + d[..., 2]) - (c[..., 0] + c[..., 2])) / 2
+    dy = np.abs((d[..., 1] + d[..., 3]) - (c[..., 1] + c[..., 3])) / 2
+    cw, ch = np.maximum(c[..., 2] - c[..., 0], 1e-6), np.maximum(c[..., 3] - c[..., 1], 1e-6)
+    ratio = (d[..., 3] - d[..., 1]) / ch
+    return np.any((dx <= 0.2 * cw) & (dy <= 0.1 * ch) & (ratio >= 0.8) & (ratio <= 1.25), axis=1)
 
 
 def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray | Callable[[], np.ndarray],
@@ -311,20 +354,26 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
     ``detected`` may be a callable that waits for the detector's boxes; the carried people are posed
     before it is called. The result is the same either way.
     """
-    from gaitheat.crop import heatmap_to_image, keypoints_box, pad_box
-    from gaitheat.detect import nms
+    from gaitheat.crop import crowded, heatmap_to_image, keypoints_box, pad_box
+    from gaitheat.detect import iou_matrix, nms
     from gaitheat.pose.base import concat_results
 
     # Carried boxes come from last frame's pose and fit better than detector boxes, so they win NMS:
     # scored above every detection, they are kept (or not) whatever was detected, and come first.
     carried = carried.reshape(-1, 5) + np.array([0, 0, 0, 0, 1], np.float32)
-    first = carried[nms(carried[:, :4], carried[:, 4], cfg.dedupe_iou)] if len(carried) else carried
+    # Carried boxes are poses already merged by their joints: two of them overlapping are two people (one
+    # behind the other), so only near-identical boxes merge here.
+    first = carried[nms(carried[:, :4], carried[:, 4], _SAME_BOX_IOU)] if len(carried) else carried
     first_crops = pad_box(first[:, :4], cfg.crop_padding).reshape(-1, 4)
     result = pose(_crops(rgb, first_crops, pose.input_size))
-    detected = detected() if callable(detected) else detected
-    detected = detected[~_already_followed(detected, carried)]
-    proposals = np.concatenate([carried, detected]).reshape(-1, 5)
-    proposals = proposals[nms(proposals[:, :4], proposals[:, 4], cfg.dedupe_iou)] if len(proposals) else proposals
+    boxes: np.ndarray = detected() if callable(detected) else detected
+    boxes = boxes[~_already_followed(boxes, carried)]
+    # Detections among themselves merge as before; against the carried people only near-identical boxes do,
+    # so someone overlapping a followed person (beside or behind them) gets a crop of their own.
+    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], cfg.dedupe_iou)] if len(boxes) else boxes
+    if len(boxes) and len(first):
+        boxes = boxes[iou_matrix(boxes[:, :4], first[:, :4]).max(axis=1) <= _SAME_BOX_IOU]
+    proposals = np.concatenate([first, boxes]).reshape(-1, 5)
     crop_boxes = pad_box(proposals[:, :4], cfg.crop_padding).reshape(-1, 4)
     if not np.array_equal(crop_boxes[: len(first_crops)], first_crops):  # the NMS argument above
         raise AssertionError("carried people must lead the proposals")
@@ -350,12 +399,38 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
     sel = np.array(rows, np.int64)
     pboxes = np.array(person_boxes, np.float32).reshape(-1, 5)
     if len(sel):
-        # Two proposals that converged on one person: keep the pose with the higher mean joint score.
-        keep = nms(pboxes[:, :4], result.keypoints[sel, :, 2].mean(axis=1), cfg.dedupe_iou)
-        keep.sort()
+        # Two proposals that converged on one person (overlapping boxes, the same joints): keep the pose
+        # with the higher mean joint score. Overlapping boxes with different joints are two people.
+        # A carried person's pose wins over a detection's that found them again (the same output as before
+        # such detections were posed at all).
+        # Among carried people whose crops found the same person (one went behind the other), the one whose
+        # box moved least keeps the pose: the person in front stays in their own track.
+        score = result.keypoints[sel, :, 2].mean(axis=1)
+        own = np.diag(iou_matrix(pboxes[:, :4], proposals[sel, :4])) if len(sel) else score
+        priority = np.where(sel < len(first_crops), 2.0 + own + 1e-3 * score, score)
+        keep = _dedupe_poses(pboxes, image_kps[sel], priority, cfg.dedupe_iou)
         sel, pboxes = sel[keep], pboxes[keep]
     return {"boxes": pboxes, "heatmaps": result.heatmaps[sel], "keypoints": result.keypoints[sel],
-            "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel]}
+            "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel],
+            "crowded": crowded(image_kps[sel], pboxes, cfg.crowd_joints)}
+
+
+def _dedupe_poses(boxes: np.ndarray, image_kps: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Sorted indices of the poses kept: greedy by score, dropping poses whose box overlaps a kept one by
+    more than ``iou_threshold`` and whose joints are the same (:func:`gaitheat.crop.same_pose`), or by more
+    than 0.75 whatever their joints."""
+    from gaitheat.crop import same_pose
+    from gaitheat.detect import iou_matrix
+
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))
+    iou = iou_matrix(boxes, boxes)
+    # boxes this close are one person even if one of the two poses is poor
+    dup = (iou > iou_threshold) & (same_pose(image_kps, tolerance=0.25) | (iou > 0.75))
+    keep: list[int] = []
+    for i in order:
+        if not any(dup[i, k] for k in keep):
+            keep.append(int(i))
+    return np.array(sorted(keep), np.int64)
 
 
 def _crops(rgb: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -375,13 +450,17 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
     named = parse_dataset_name(source)
     subject, condition, view = named or (source.stem, DEFAULT_CONDITION, DEFAULT_VIEW)
     created = created_stamp(cfg.created)
+    track_rows = [np.zeros((0, 9))]
     for track_id in tracks.track_ids:
-        frames, rows = tracks.stacked(track_id, names=("keypoints",))
+        frames, rows = tracks.stacked(track_id, names=("keypoints", "boxes", "crowded"))
         quality = filter_frames(frame_scores(rows["keypoints"]), frames, cfg.min_score, cfg.min_frames)
+        if cfg.drop_crowded:
+            quality = _drop_crowded(quality, rows["crowded"], frames, cfg.min_frames)
         if not quality.accepted:
             report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
                                            "reason": quality.record["rejected"]})
             continue
+        track_rows.append(_mot_rows(track_id, frames, rows["boxes"]))
         keep = quality.keep
         # The kept frames only: one copy of the heatmaps (about 200 KB a frame).
         frames, rows = tracks.stacked(track_id, keep)
@@ -403,3 +482,53 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
                 report.rejected_tracks.append({"track_id": ts.track_id, "frames": ts.sequence.num_frames,
                                                "reason": "not the main walker of a single-subject dataset video"})
         report.tracks = [main]
+    rows = np.concatenate(track_rows)
+    kept_ids = [ts.track_id + 1 for ts in report.tracks]
+    report.track_rows = rows[np.isin(rows[:, 1], kept_ids)]
+    if cfg.tracks_out:
+        from gaitheat.atomic import atomic_write_text
+        from gaitheat.tracking_metrics import format_mot_rows
+
+        atomic_write_text(Path(cfg.tracks_out) / f"{source.stem}.txt", format_mot_rows(report.track_rows))
+
+
+def _drop_crowded(quality: Any, crowded: np.ndarray, frames: np.ndarray, min_frames: int) -> Any:
+    """``quality`` (:class:`gaitheat.quality.QualityResult`) that also drops the frames whose crop holds two
+    people (``crowded`` ``(T,)`` bool); the record counts them."""
+    import dataclasses
+
+    crowded = _long_runs(np.asarray(crowded, bool), 3)  # a one- or two-frame flag is a stray pose, not a person
+    extra = quality.keep & crowded
+    if not extra.any():
+        return quality
+    keep = quality.keep & ~crowded
+    kept = int(keep.sum())
+    record = {**quality.record, "frames_kept": kept, "frames_dropped": len(frames) - kept,
+              "frames_crowded": int(extra.sum()), "crowded_frames": [int(v) for v in frames[extra]]}
+    accepted = quality.accepted and kept >= min_frames
+    if quality.accepted and not accepted:
+        record["rejected"] = f"too short: {kept} frames without another person in the crop, need {min_frames}"
+    return dataclasses.replace(quality, keep=keep, accepted=accepted, record=record)
+
+
+def _long_runs(flags: np.ndarray, min_length: int) -> np.ndarray:
+    """``flags`` ``(T,)`` with runs of True shorter than ``min_length`` cleared."""
+    out = flags.copy()
+    start = None
+    for i, f in enumerate([*flags.tolist(), False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if i - start < min_length:
+                out[start:i] = False
+            start = None
+    return out
+
+
+def _mot_rows(track_id: int, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """MOTChallenge rows ``(T, 9)`` of one track: 1-based frame, id ``track_id + 1``, x, y, w, h, then -1s."""
+    b = boxes[:, :4].astype(np.float64)
+    out = np.full((len(frames), 9), -1.0)
+    out[:, 0], out[:, 1] = frames + 1, track_id + 1
+    out[:, 2:4], out[:, 4:6] = b[:, :2], b[:, 2:4] - b[:, :2]
+    return out

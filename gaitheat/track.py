@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import queue
 import sys
 import threading
@@ -218,3 +219,144 @@ class BackgroundTracks:
                 self.collector.add_frame(frame_index, people, tracker.update(people["boxes"]))
         except BaseException as exc:  # re-raised on the extracting thread
             self._error = exc
+
+
+# ------------------------------------------------------------------------ re-linking through crossings
+
+TORSO = (5, 6, 11, 12)  # COCO shoulders and hips: where a walker is, without the swing of arms and legs
+
+
+def torso_track(boxes: np.ndarray, image_keypoints: np.ndarray | None = None,
+                min_score: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, where the body is and how tall: centres ``(T, 2)`` (the confident torso joints' mean, else
+    the box centre) and heights ``(T,)`` (box heights), from boxes ``(T, 4+)`` and keypoints ``(T, J, 3)``."""
+    b = np.asarray(boxes, np.float64)
+    centres = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+    if image_keypoints is not None:
+        torso = np.asarray(image_keypoints, np.float64)[:, TORSO]
+        good = torso[..., 2] >= min_score
+        enough = good.sum(axis=1) >= 3
+        mean = (torso[..., :2] * good[..., None]).sum(axis=1) / np.maximum(good.sum(axis=1), 1)[:, None]
+        centres[enough] = mean[enough]
+    return centres, np.maximum(b[:, 3] - b[:, 1], 1.0)
+
+
+def _velocity(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Least-squares image velocity ``(2,)`` of ``centres`` ``(T, 2)``, in body heights per frame."""
+    if len(frames) < 2:
+        return np.zeros(2)
+    c = centres / heights.mean()
+    t = frames - frames.mean()
+    return (t[:, None] * (c - c.mean(axis=0))).sum(axis=0) / max(float((t * t).sum()), 1e-9)
+
+
+def _residual(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, cut: int, window: int) -> float:
+    """Squared error of straight-line walks fitted to the ``window`` frames before and after ``cut``."""
+    total = 0.0
+    for lo, hi in ((max(0, cut - window), cut), (cut, min(len(frames), cut + window))):
+        t = frames[lo:hi].astype(np.float64)
+        c = centres[lo:hi] / heights[lo:hi].mean()
+        design = np.stack([t, np.ones_like(t)], axis=1)
+        fit, *_ = np.linalg.lstsq(design, c, rcond=None)
+        total += float(((design @ fit - c) ** 2).sum())
+    return total
+
+
+def split_points(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, fps: float, window: int = 8,
+                 min_speed: float = 0.35) -> list[int]:
+    """Where a track jumped from one person to another: indices ``k`` where the walk before and after
+    go in opposite directions (two people crossing swap tracks; one walker does not turn back within
+    ``window`` frames at walking speed).
+
+    Args:
+        frames: ``(T,)`` frame indices of the track; ``centres``/``heights`` from :func:`torso_track`.
+        fps: frame rate, for ``min_speed`` in body heights per second (walking across is about 0.75).
+    """
+    out: list[int] = []
+    k = window
+    while k <= len(frames) - window:
+        before = _velocity(frames[k - window:k], centres[k - window:k], heights[k - window:k])
+        after = _velocity(frames[k:k + window], centres[k:k + window], heights[k:k + window])
+        fast = min(np.linalg.norm(before), np.linalg.norm(after)) * fps >= min_speed
+        if fast and before @ after < -0.5 * np.linalg.norm(before) * np.linalg.norm(after):
+            # the windows straddle the jump for a few k: cut where two straight walks fit best
+            cuts = range(max(2, k - window // 2), min(len(frames) - 2, k + window) + 1)
+            k = min(cuts, key=lambda c: _residual(frames, centres, heights, c, window))
+            out.append(k)
+            k += window
+        else:
+            k += 1
+    return out
+
+
+def link_segments(segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps: float, max_gap: int,
+                  max_error: float = 0.25) -> list[int]:
+    """Group track pieces that continue each other: ``(S,)`` group label per segment.
+
+    A segment that starts after another ends (within ``max_gap`` frames) continues it when its first
+    position lies where the earlier one's constant-velocity walk leads (error under ``max_error`` body
+    heights), it is about as tall, and it moves the same way. Greedy, best pairs first; each end links
+    to one start.
+
+    Args:
+        segments: ``(frames (T,), centres (T, 2), heights (T,))`` per piece, frames increasing.
+    """
+    n = len(segments)
+    candidates = []
+    for a, (fa, ca, ha) in enumerate(segments):
+        va = _velocity(fa[-8:], ca[-8:], ha[-8:])
+        height = float(np.mean(ha[-8:]))
+        for b, (fb, cb, hb) in enumerate(segments):
+            gap = int(fb[0] - fa[-1])
+            if a == b or gap < 1 or gap > max_gap:
+                continue
+            vb = _velocity(fb[:8], cb[:8], hb[:8])
+            error = float(np.linalg.norm(cb[0] / height - (ca[-1] / height + va * gap)))
+            slow = max(np.linalg.norm(va), np.linalg.norm(vb)) * fps < 0.35
+            same_way = len(fa) < 4 or len(fb) < 4 or slow or va @ vb >= 0
+            ratio = float(np.mean(hb[:3])) / max(height, 1.0)
+            if error <= max_error and same_way and 0.87 <= ratio <= 1.15:
+                candidates.append((error, a, b))
+    group = list(range(n))
+    nxt: dict[int, int] = {}
+    prev: dict[int, int] = {}
+    for _, a, b in sorted(candidates):
+        if a in nxt or b in prev:
+            continue
+        nxt[a], prev[b] = b, a
+    for start in range(n):
+        if start in prev:
+            continue
+        s = start
+        while s in nxt:
+            s = nxt[s]
+            group[s] = start
+    return group
+
+
+def relink(collector: TrackCollector, fps: float, max_gap: int) -> TrackCollector:
+    """Tracks cut where they jumped between people (:func:`split_points`) and pieces of one walk joined
+    (:func:`link_segments`), from each frame's ``boxes`` and ``image_keypoints`` rows; the rows are
+    unchanged, only which track holds them. Tracks are renumbered by first frame."""
+    pieces: list[list[tuple[int, dict[str, np.ndarray]]]] = []
+    segments = []
+    for track_id in collector.track_ids:
+        entries = collector._rows[track_id]
+        frames = np.array([f for f, _ in entries], np.int64)
+        kps = np.stack([row["image_keypoints"] for _, row in entries]) if "image_keypoints" in entries[0][1] else None
+        centres, heights = torso_track(np.stack([row["boxes"] for _, row in entries]), kps)
+        cuts = [0, *split_points(frames, centres, heights, fps), len(entries)]
+        for a, b in itertools.pairwise(cuts):
+            pieces.append(entries[a:b])
+            segments.append((frames[a:b], centres[a:b], heights[a:b]))
+    group = link_segments(segments, fps, max_gap)
+    merged: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
+    for label, piece in zip(group, pieces, strict=True):
+        merged.setdefault(label, []).extend(piece)
+    if len(merged) == len(collector.track_ids) and len(pieces) == len(merged):
+        return collector  # nothing cut or joined
+    out = TrackCollector(collector.min_iou)
+    ordered = sorted(merged.values(), key=lambda e: (e[0][0], float(e[0][1]["boxes"][0])))
+    for new_id, entries in enumerate(ordered):
+        out._rows[new_id] = sorted(entries, key=lambda e: e[0])
+    return out

@@ -107,3 +107,73 @@ def test_cli_crowd_and_eval_tracks(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["synth", "--crowd", "--subjects", "3", "--walkers", "9", "--out", str(out)]) == 2
     assert main(["eval-tracks", str(gt), str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt" in capsys.readouterr().err
+
+
+def _pose(x: float, y: float, h: float = 100.0) -> np.ndarray:
+    """A crude upright 17-joint pose, top at (x, y), ``h`` pixels tall, all joints confident."""
+    rows = np.linspace(0.05, 1.0, 17)
+    return np.stack([x + 25 * np.sin(np.arange(17)), y + rows * h, np.full(17, 0.9)], axis=1)
+
+
+def test_same_pose_and_crowded_crops() -> None:
+    from gaitheat.crop import crowded, keypoints_box, same_pose
+
+    a, a2, b = _pose(100, 50), _pose(102, 51), _pose(125, 60, 90)  # b: someone just behind a, overlapping
+    same = same_pose(np.stack([a, a2, b]))
+    assert same[0, 1] and not same[0, 2] and not same[1, 2]
+    boxes = np.stack([keypoints_box(p) for p in (a, b)])
+    far = _pose(300, 50)
+    assert crowded(np.stack([a, b]), boxes).tolist() == [True, True]
+    assert crowded(np.stack([a, far]), np.stack([keypoints_box(a), keypoints_box(far)])).tolist() == [False, False]
+
+
+def test_relink_undoes_a_swap_where_two_walkers_cross() -> None:
+    from gaitheat.track import TrackCollector, relink
+
+    frames = np.arange(40)
+    right = np.stack([50 + 4 * frames, np.full(40, 50)], axis=1).astype(float)  # walks right
+    left = np.stack([210 - 4 * frames, np.full(40, 60)], axis=1).astype(float)  # walks left, a little lower
+    collector = TrackCollector()
+    for f in frames:
+        # the tracker swaps the two at the crossing (frame 20): track 0 follows `right`, then `left`
+        first, second = (right[f], left[f]) if f < 20 else (left[f], right[f])
+        people = {"boxes": np.array([[*np.subtract(first, (15, 0)), *np.add(first, (15, 100)), 0.9],
+                                     [*np.subtract(second, (15, 0)), *np.add(second, (15, 100)), 0.9]], np.float32)}
+        collector.add_frame(int(f), people, np.array([0, 1]))
+    fixed = relink(collector, fps=25.0, max_gap=25)
+    assert len(fixed.track_ids) == 2
+    for track_id in fixed.track_ids:
+        _, rows = fixed.stacked(track_id)
+        xs = (rows["boxes"][:, 0] + rows["boxes"][:, 2]) / 2
+        assert len(xs) == 40 and (np.all(np.diff(xs) > 0) or np.all(np.diff(xs) < 0))  # one walker each
+
+
+def test_schedule_searches_for_someone_gone_behind_another() -> None:
+    from gaitheat.detect import DetectionSchedule
+
+    class Source:
+        every_frame = False
+
+        def __init__(self) -> None:
+            self.scanned: list[list[tuple[int, int, int]]] = []
+
+        def views(self, width: int, height: int) -> list[tuple[int, int, int]]:
+            return [(0, 0, max(width, height))]
+
+        def scan(self, rgb: np.ndarray, views: list[tuple[int, int, int]], helper: object = None) -> np.ndarray:
+            self.scanned.append(list(views))
+            return np.zeros((0, 5), np.float32)
+
+    source = Source()
+    schedule = DetectionSchedule(source, period=1000, periodic=False, lost_frames=0, hidden_frames=5)
+    rgb = np.zeros((300, 400, 3), np.uint8)
+    front = np.array([[100, 50, 150, 250, 0.9]], np.float32)
+    behind = np.array([[120, 60, 165, 240, 0.9]], np.float32)
+    both = np.concatenate([front, behind])
+    schedule.update(both, both)  # both followed for two frames
+    schedule.update(both, front)  # `behind`'s crop found `front` again: gone behind them
+    assert len(schedule.hidden) == 1
+    schedule(rgb, 2, 2, front)
+    assert source.scanned and source.scanned[-1]  # searched around the two of them
+    schedule.update(front, both)  # found again beside `front`
+    assert len(schedule.hidden) == 0
