@@ -3,7 +3,8 @@
 Per frame (from :class:`gaitheat.live_source.FrameReader`, which drops frames rather than fall behind):
 the extraction chain of :mod:`gaitheat.extract` (detector schedule, pose model, de-duplication) finds
 the people, ByteTrack (:class:`gaitheat.track.PersonTracker`) numbers them, frames below the quality
-filter's mean joint score are skipped, and each tracked person's heatmaps go into their
+filter's mean joint score or whose crop holds another person (``crowded``) are skipped, and each
+tracked person's heatmaps go into their
 :class:`TrackWindow`. Once a person has ``min_frames`` good frames in the window (default 30: one gait
 cycle, about 1.1 s of walking at 25 fps) an ``identity`` event names them (or ``unknown``, beyond the
 gallery's threshold); every ``refine_every`` further frames the embedding is recomputed over the
@@ -334,6 +335,8 @@ class LiveIdentifier:
             track.frames_seen += 1
             if float(people["keypoints"][row, :, 2].mean()) < self.cfg.min_score:
                 continue
+            if "crowded" in people and bool(people["crowded"][row]):
+                continue  # the crop holds someone else too (extract.ExtractConfig.drop_crowded)
             added.append((track, track.window.push(people["heatmaps"][row], self.net, self.cfg.range_tol)))
         runs = [(track, x) for track, x in added if x is not None]
         if runs:  # everyone's new frame in one pass through the network
@@ -405,10 +408,17 @@ class PeopleFinder:
 
         self.cfg = cfg
         self.pose = pose if pose is not None else build_pose(cfg)
-        self.schedule = DetectionSchedule(build_box_source(cfg), cfg.detect_every, True, cfg.redetect_lost)
-        # Built at the first frame: a stream's frame rate is known only once it is open.
-        self._make_tracker = lambda: PersonTracker(cfg.tracker, fps=fps() if callable(fps) else fps,
-                                                   lost_seconds=cfg.lost_seconds)
+        boxes = build_box_source(cfg)
+
+        def build() -> tuple[Any, Any]:
+            # At the first frame: a stream's frame rate is known only once it is open.
+            rate = (fps() if callable(fps) else fps) or 25.0
+            hidden = round(rate * cfg.lost_seconds) if getattr(cfg, "search_hidden", False) else 0
+            return (DetectionSchedule(boxes, cfg.detect_every, True, cfg.redetect_lost, hidden),
+                    PersonTracker(cfg.tracker, fps=rate, lost_seconds=cfg.lost_seconds))
+
+        self._build = build
+        self.schedule: Any = None
         self.tracker: Any = None
         self.carried = np.zeros((0, 5), np.float32)
         self.threaded = cfg.detector_thread and available_cores() > 1
@@ -417,8 +427,10 @@ class PeopleFinder:
 
     def __call__(self, rgb: np.ndarray, frame: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(people arrays, (N,) track ids) of one RGB frame."""
-        from gaitheat.extract import _estimate_people  # the extractor's per-frame step, shared
+        from gaitheat.extract import _covers, _estimate_people  # the extractor's per-frame steps, shared
 
+        if self.schedule is None:
+            self.schedule, self.tracker = self._build()
         detected: Any
         if self.threaded and len(self.carried) == 0:
             detected = self.schedule(rgb, frame, self.step, self.carried, helper=self._pool)
@@ -429,10 +441,11 @@ class PeopleFinder:
         followed = self.carried if self.cfg.reuse_landmarks else self.carried[:0]
         found = _estimate_people(rgb, followed, detected, self.pose, self.cfg)
         self.schedule.update(self.carried, found["boxes"])
+        if "crowded" in found and len(self.schedule.hidden) and len(found["boxes"]):
+            # someone just went behind this person: their crop holds two people (as the extractor marks it)
+            found["crowded"] = found["crowded"] | _covers(found["boxes"], self.schedule.hidden)
         self.carried = found["boxes"]
         self.step += 1
-        if self.tracker is None:
-            self.tracker = self._make_tracker()
         return found, self.tracker.update(found["boxes"])
 
     def close(self) -> None:
