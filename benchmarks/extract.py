@@ -9,35 +9,40 @@ counts as overhead; also given against pose + detector invoke time), and the sam
 on another core). Default settings throughout: on vtest the BlazePose detector searches the whole
 frame and 20 tiles at the first frame, then spreads that search over ``detect_every`` = 30 frames
 and searches around anyone just lost (see :class:`gaitheat.detect.DetectionSchedule`); a whole-frame
-search is split between the detector thread and the caller. A third row,
-``vtest-warm``, extracts the same clip again in the now-warm process (no one-off imports); the JSON
-headline keys stay the cold run's. The detector runs on its own thread beside the pose model, which
+search is split between the detector thread and the caller. The cold vtest row runs in a fresh
+process per repetition (the first video a process extracts, so its one-off costs are inside); a
+third row, ``vtest-warm``, extracts the same clip again in a warm process (no one-off imports); the
+JSON headline keys stay the cold row's. The detector runs on its own thread beside the pose model, which
 can slow the pose invokes down a little; so the same number of invokes is also timed alone after the
 run (:func:`pose_invoke_alone`), and ``overhead_ratio`` uses whichever invoke time is smaller (the
 larger ratio); ``overhead_in_run`` is the ratio over the in-run invoke time alone.
 
 Then the speed-up of ``--workers 2`` over 1 on four 60-frame vtest clips (goal >= 1.7x), measured two
-ways. ``per_core`` (the headline ``two_worker_speedup``) gives each worker one core, as strong scaling
-is measured and as ``taskset`` or a Slurm allocation would: the 1-worker run's affinity mask holds one
-core (the extractor then runs without its detector thread) and the 2-worker run's two. ``all_cores``
-(``two_worker_speedup_all_cores``) lets the 1-worker run use both cores, so its detector, decoding
-and association threads already take part of the second core and a second process gains less. Both
+ways, each under its own key. ``two_worker_speedup_per_core`` gives each worker one core, as strong
+scaling is measured and as ``taskset`` or a Slurm allocation would: the 1-worker run's affinity mask
+holds one core (the extractor then runs without its detector thread) and the 2-worker run's two.
+``two_worker_speedup_all_cores`` lets the 1-worker run use every core, so its detector, decoding
+and association threads already take part of the second core and a second process gains less.
+(An earlier ``two_worker_speedup`` key changed meaning between these two; it is gone.) Both
 runs start from this process, whose imports are warm; with 2 workers it extracts beside one spawned
 worker that starts cold, both taking clips from one queue. Model loading and worker start are
 included. The CPU totals (this process plus children) give the speed-up projected for two idle cores.
 The same is then measured on a larger batch, eight 90-frame clips
-(``two_worker_speedup_larger_batch``, ``..._all_cores``): a dataset batch has thousands of videos, so
+(``two_worker_speedup_larger_batch_per_core``, ``..._all_cores``): a dataset batch has thousands of videos, so
 the spawned worker's fixed start (about 1 s of CPU, mostly imports) and the last video's tail weigh
 less there than in four 60-frame clips. The
 single-person clip is a synthetic walker from :mod:`gaitheat.synth` (no real single-walker video
 installs offline).
 
-    .venv/bin/python benchmarks/extract.py [--frames 100] [--json]
+    .venv/bin/python benchmarks/extract.py [--frames 100] [--reps 3] [--json]
 
-With ``--json`` the last line is one JSON object with keys ``person_frames_per_s``,
-``overhead_ratio``, ``two_worker_speedup``, ``vtest_tracks`` (vtest values) plus the single-person
-clip's values, the other speed-ups and the raw timings. Wall-clock numbers need an idle machine; the
-load average is printed.
+Every figure is the median over ``--reps`` repetitions (each speed-up is the median of the
+per-repetition ratios); the table also shows the fastest repetition, labelled ``fastest``. With
+``--json`` the last line is one JSON object with keys ``person_frames_per_s``, ``overhead_ratio``,
+``vtest_tracks`` (vtest, cold), ``two_worker_speedup_per_core``, ``two_worker_speedup_all_cores``,
+plus the single-person clip's values, the other speed-ups, ``fastest`` (the same keys at the fastest
+repetition), ``reps`` and the raw timings of every repetition. Wall-clock numbers need an idle
+machine; the load average is printed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -178,6 +185,26 @@ def worker_speedup(clips: list[Path], work: Path, per_core: bool) -> dict[str, f
     return out
 
 
+def measure_cold(source: Path, root: Path) -> dict[str, float]:
+    """:func:`measure` in a fresh process: the first video it extracts, one-off costs inside."""
+    proc = subprocess.run([sys.executable, __file__, "--measure-one", str(source), str(root)], capture_output=True,
+                          text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO) + os.pathsep
+                                                       + os.environ.get("PYTHONPATH", "")})
+    if proc.returncode != 0:
+        raise SystemExit(f"cold run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def median_row(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the median over repetitions (counts that must agree, such as frames, come from the first)."""
+    return {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], float) else runs[0][k]
+            for k in runs[0]}
+
+
+def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    return min(runs, key=lambda r: r["wall_s"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100, help="vtest.avi frames for the throughput run")
@@ -186,19 +213,31 @@ def main() -> int:
     parser.add_argument("--worker-frames", type=int, default=60, help="frames per worker clip")
     parser.add_argument("--batch-clips", type=int, default=8, help="vtest clips for the larger batch (0: skip)")
     parser.add_argument("--batch-frames", type=int, default=90, help="frames per larger-batch clip")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (medians reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--measure-one", nargs=2, metavar=("CLIP", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_one:
+        print(json.dumps(measure(Path(args.measure_one[0]), Path(args.measure_one[1]))))
+        return 0
     if not (DATA / "vtest.avi").is_file():
         raise SystemExit(f"vtest.avi not found in {DATA} (set GAITHEAT_TEST_DATA)")
+    if args.reps < 1:
+        raise SystemExit("--reps must be >= 1")
     load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         vtest = write_clip(DATA / "vtest.avi", work / "vtest.avi", 0, args.frames)
         single = single_person_clip(work / "single" / "001-nm-01-090.avi", args.single_frames)
-        rows = {"vtest": measure(vtest, work / "store-vtest"), "single": measure(single, work / "store-single")}
-        # The same vtest clip again in this now-warm process: the per-frame pipeline without one-off costs
-        # (mainly importing trackers, ~0.8 s CPU). Reported beside the headline, which stays the cold run.
-        rows["vtest-warm"] = measure(vtest, work / "store-vtest-warm")
+        runs: dict[str, list[dict[str, float]]] = {"vtest": [], "single": [], "vtest-warm": []}
+        for rep in range(args.reps):  # cold: each in a fresh process
+            runs["vtest"].append(measure_cold(vtest, work / f"store-vtest-{rep}"))
+        measure(single, work / "store-warm-up")  # this process's one-off costs, not timed
+        for rep in range(args.reps):
+            runs["single"].append(measure(single, work / f"store-single-{rep}"))
+            # the same vtest clip in this warm process: the per-frame pipeline without one-off costs
+            runs["vtest-warm"].append(measure(vtest, work / f"store-vtest-warm-{rep}"))
+        rows = {name: median_row(r) for name, r in runs.items()}
         clips = [write_clip(DATA / "vtest.avi", work / "clips" / f"clip{i}.avi", i * 150, args.worker_frames)
                  for i in range(args.worker_clips)]
         batch_clips = [write_clip(DATA / "vtest.avi", work / "batch" / f"clip{i}.avi", i * args.batch_frames,
@@ -206,18 +245,26 @@ def main() -> int:
         batches = {"small": (clips, f"{args.worker_clips} x {args.worker_frames}")}
         if batch_clips:
             batches["larger"] = (batch_clips, f"{args.batch_clips} x {args.batch_frames}")
-        pools = {(batch, mode): worker_speedup(inputs, work / f"pool-{batch}-{mode}", per_core=mode == "per_core")
-                 for batch, (inputs, _) in batches.items() for mode in ("per_core", "all_cores")}
+        pool_runs = {(batch, mode): [worker_speedup(inputs, work / f"pool-{batch}-{mode}-{rep}",
+                                                    per_core=mode == "per_core") for rep in range(args.reps)]
+                     for batch, (inputs, _) in batches.items() for mode in ("per_core", "all_cores")}
+        pools = {key: median_row(r) for key, r in pool_runs.items()}
+        pool_best = {key: max(r, key=lambda x: x["speedup"]) for key, r in pool_runs.items()}
+    print(f"medians of {args.reps} repetition(s); 'fastest' = the repetition with the shortest wall time "
+          "(speed-ups: the largest)")
     print(f"{'clip':10} {'frames':>6} {'person-fr':>9} {'wall s':>7} {'pose inv s':>10} {'alone s':>7} "
-          f"{'det inv s':>9} {'pf/s':>6} {'overhead':>8} {'in run':>6} {'vs models':>9} {'tracks>=20':>10}")
+          f"{'det inv s':>9} {'pf/s':>6} {'fastest':>7} {'overhead':>8} {'in run':>6} {'vs models':>9} "
+          f"{'tracks>=20':>10}")
     for name, r in rows.items():
+        best = fastest(runs[name])
         print(f"{name:10} {r['frames']:>6} {r['person_frames']:>9} {r['wall_s']:>7.2f} {r['pose_invoke_s']:>10.2f} "
               f"{r['pose_invoke_alone_s']:>7.2f} {r['detector_invoke_s']:>9.2f} {r['person_frames_per_s']:>6.1f} "
-              f"{r['overhead_ratio']:>8.2f} {r['overhead_in_run']:>6.2f} {r['overhead_vs_models']:>9.2f} "
-              f"{r['tracks_20']:>10}")
+              f"{best['person_frames_per_s']:>7.1f} {r['overhead_ratio']:>8.2f} {r['overhead_in_run']:>6.2f} "
+              f"{r['overhead_vs_models']:>9.2f} {r['tracks_20']:>10}")
     print("overhead = wall / pose invoke - 1 (the issue's ratio), with the smaller of the invoke time measured in the "
           "run and\n  the same invokes timed alone afterwards (the detector thread can slow invokes down); in run = "
-          "in-run invokes only;\n  vs models = wall / (pose + detector invoke) - 1")
+          "in-run invokes only;\n  vs models = wall / (pose + detector invoke) - 1; vtest is cold (a fresh process "
+          "per repetition), vtest-warm and single run in a warm process")
     print(f"{'clip':10} {'cpu s':>7} {'pose cpu s':>10} {'det cpu s':>9} {'cpu overhead':>12} {'vs models':>9}")
     for name, r in rows.items():
         print(f"{name:10} {r['cpu_s']:>7.2f} {r['pose_invoke_cpu_s']:>10.2f} {r['detector_invoke_cpu_s']:>9.2f} "
@@ -225,35 +272,42 @@ def main() -> int:
     print("(CPU-time ratios are robust to other jobs on a shared machine; load average before/after: "
           f"{load_before} / {os.getloadavg()[0]:.1f})")
     print(f"{'workers':10} {'clips':>9} {'cores 1 / 2':>11} {'1 worker s':>10} {'2 workers s':>11} {'speed-up':>8} "
-          f"{'cpu 1 s':>7} {'cpu 2 s':>7} {'projected':>9}")
+          f"{'fastest':>7} {'cpu 1 s':>7} {'cpu 2 s':>7} {'projected':>9}")
     for (batch, mode), r in pools.items():
         cores = "1 / 2" if mode == "per_core" else "2 / 2"
         print(f"{mode:10} {batches[batch][1]:>9} {cores:>11} {r['wall_1']:>10.2f} {r['wall_2']:>11.2f} "
-              f"{r['speedup']:>7.2f}x {r['cpu_1']:>7.2f} {r['cpu_2']:>7.2f} {r['projected_idle_speedup']:>8.2f}x")
-    print("speed-up of 2 workers over 1 (goal >= 1.7x): per_core = one core per worker (1 worker on 1 core, 2 on 2 "
-          "cores: the scaling\n  of --workers); all_cores = the 1-worker run may use the second core for its "
-          "detector, decoding and\n  association threads. projected = CPU time of 1 worker / (CPU time of 2 / 2). "
-          "Model loading and the\n  spawned worker's cold start are inside; the larger batch weighs them less, as "
-          f"a dataset batch does. (machine cores: {os.cpu_count()})")
+              f"{r['speedup']:>7.2f}x {pool_best[batch, mode]['speedup']:>6.2f}x {r['cpu_1']:>7.2f} "
+              f"{r['cpu_2']:>7.2f} {r['projected_idle_speedup']:>8.2f}x")
+    print("speed-up of 2 workers over 1 (goal >= 1.7x), the median of the repetitions' ratios: per_core = one core "
+          "per worker\n  (1 worker on 1 core, 2 on 2 cores: the scaling of --workers); all_cores = the 1-worker run "
+          "may use the second\n  core for its detector, decoding and association threads. projected = CPU time of 1 "
+          "worker / (CPU time of 2 / 2).\n  Model loading and the spawned worker's cold start are inside; the larger "
+          f"batch weighs them less, as a dataset batch does. (machine cores: {os.cpu_count()})")
     if args.json:
-        v, s = rows["vtest"], rows["single"]
-        print(json.dumps({
-            "person_frames_per_s": round(v["person_frames_per_s"], 3), "overhead_ratio": round(v["overhead_ratio"], 4),
-            "overhead_in_run": round(v["overhead_in_run"], 4),
-            "two_worker_speedup": round(pools["small", "per_core"]["speedup"], 4), "vtest_tracks": v["tracks_20"],
-            "two_worker_speedup_all_cores": round(pools["small", "all_cores"]["speedup"], 4),
-            "single_person_frames_per_s": round(s["person_frames_per_s"], 3),
-            "single_overhead_ratio": round(s["overhead_ratio"], 4),
-            "cpu_overhead_ratio": round(v["cpu_overhead_ratio"], 4),
-            "single_cpu_overhead_ratio": round(s["cpu_overhead_ratio"], 4),
-            "warm_overhead_ratio": round(rows["vtest-warm"]["overhead_ratio"], 4),
-            "warm_cpu_overhead_ratio": round(rows["vtest-warm"]["cpu_overhead_ratio"], 4),
-            "two_worker_speedup_larger_batch":
-                round(pools["larger", "per_core"]["speedup"], 4) if batch_clips else None,
-            "two_worker_speedup_larger_batch_all_cores":
-                round(pools["larger", "all_cores"]["speedup"], 4) if batch_clips else None,
-            "runs": rows, "workers": {f"{batch}_{mode}": r for (batch, mode), r in pools.items()},
-        }))
+        def headline(v: dict[str, float], s: dict[str, float], w: dict[str, float],
+                     p: dict[tuple[str, str], dict[str, float]]) -> dict[str, object]:
+            return {
+                "person_frames_per_s": round(v["person_frames_per_s"], 3),
+                "overhead_ratio": round(v["overhead_ratio"], 4), "overhead_in_run": round(v["overhead_in_run"], 4),
+                "vtest_tracks": v["tracks_20"],
+                "two_worker_speedup_per_core": round(p["small", "per_core"]["speedup"], 4),
+                "two_worker_speedup_all_cores": round(p["small", "all_cores"]["speedup"], 4),
+                "single_person_frames_per_s": round(s["person_frames_per_s"], 3),
+                "single_overhead_ratio": round(s["overhead_ratio"], 4),
+                "cpu_overhead_ratio": round(v["cpu_overhead_ratio"], 4),
+                "single_cpu_overhead_ratio": round(s["cpu_overhead_ratio"], 4),
+                "warm_overhead_ratio": round(w["overhead_ratio"], 4),
+                "warm_cpu_overhead_ratio": round(w["cpu_overhead_ratio"], 4),
+                "two_worker_speedup_larger_batch_per_core":
+                    round(p["larger", "per_core"]["speedup"], 4) if batch_clips else None,
+                "two_worker_speedup_larger_batch_all_cores":
+                    round(p["larger", "all_cores"]["speedup"], 4) if batch_clips else None,
+            }
+
+        out = headline(rows["vtest"], rows["single"], rows["vtest-warm"], pools)
+        best = headline(fastest(runs["vtest"]), fastest(runs["single"]), fastest(runs["vtest-warm"]), pool_best)
+        print(json.dumps({**out, "reps": args.reps, "fastest": best, "runs": runs,
+                          "workers": {f"{batch}_{mode}": r for (batch, mode), r in pool_runs.items()}}))
     return 0
 
 
