@@ -182,9 +182,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path}: cannot read checkpoint ({exc.strerror})") from exc
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, OSError) as exc:
-        # torch raises several types for a truncated zip or foreign content; the caller needs the file
-        raise ValueError(f"{path}: not a readable gaitheat checkpoint ({type(exc).__name__}: {exc})") from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, OSError,
+            KeyError, IndexError) as exc:
+        # torch raises several types for a truncated zip or foreign content (a text file: KeyError from
+        # its weights-only unpickler); the caller needs the file, on one line
+        reason = (str(exc).strip().splitlines() or ["empty or truncated file"])[0]
+        raise ValueError(f"{path}: not a readable gaitheat checkpoint ({type(exc).__name__}: {reason})") from exc
     missing = {"step", "model", "config"} - set(payload if isinstance(payload, dict) else {})
     if missing:
         raise ValueError(f"{path}: not a gaitheat checkpoint (missing {sorted(missing)})")

@@ -38,6 +38,14 @@ class ConfigError(ValueError):
     """A config file or override that does not match the config's dataclasses."""
 
 
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where, and what (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def _nearest(name: str, valid: Iterable[str]) -> str:
     match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.0)
     return f"; did you mean '{match[0]}'?" if match else ""
@@ -195,9 +203,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
                 raise ConfigError(f"override '{item}': '{part}' is not a section")
             node = child
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            # `key=` is an empty string, as typed (YAML alone would read null)
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override '{item}': value is not valid YAML ({exc})") from exc
+            raise ConfigError(f"override '{item}': value is not valid YAML ({yaml_error(exc)})") from exc
     return out
 
 
@@ -213,7 +222,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
         try:
             loaded = yaml.safe_load(file.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{file}: not valid YAML ({yaml_error(exc)})") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read it as a YAML file ({exc})") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

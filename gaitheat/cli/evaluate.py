@@ -50,7 +50,7 @@ def _compose_config(args: argparse.Namespace) -> object:
     import yaml
 
     from gaitheat.checkpoint import read_checkpoint
-    from gaitheat.config import ConfigError, apply_overrides, from_dict, resolve_config_path
+    from gaitheat.config import ConfigError, apply_overrides, from_dict, resolve_config_path, yaml_error
     from gaitheat.experiment import ExperimentConfig
 
     try:
@@ -62,7 +62,7 @@ def _compose_config(args: argparse.Namespace) -> object:
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{path}: not valid YAML ({yaml_error(exc)})") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
         for section, values in loaded.items():

@@ -77,6 +77,8 @@ def _index(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
 
 
 def _calibrate(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    import zipfile
+
     import numpy as np
 
     from gaitheat.cli import UserError
@@ -89,8 +91,9 @@ def _calibrate(db, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
         try:
             with np.load(args.embeddings) as data:
                 embeddings, names = data["embeddings"].astype(np.float32), [str(n) for n in data["names"]]
-        except (OSError, KeyError, ValueError) as exc:
-            raise UserError(f"{args.embeddings}: need an .npz with 'embeddings' and 'names' ({exc})") from exc
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{args.embeddings}: need an .npz with 'embeddings' and 'names' ({reason})") from exc
         if embeddings.shape[1:] != db.embedding_shape:
             raise UserError(f"{args.embeddings}: embeddings are {embeddings.shape[1:]}, "
                             f"the gallery holds {db.embedding_shape}")

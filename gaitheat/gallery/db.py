@@ -144,6 +144,9 @@ class GalleryDB:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif self.path.is_dir():
             raise GalleryError(self.path, "is a folder, expected a gallery database file")
+        elif not create and self.path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database and write a schema into it
+            raise GalleryError(self.path, "empty file, not a gallery database")
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves so each enrolment is one transaction
             self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
