@@ -311,7 +311,7 @@ def test_export_pkl_reports_the_file_and_writes_nothing_for_it(world: World, cli
                                                               case: str) -> None:
     store, out_dir = world.store_with(case, tmp_path), tmp_path / "pkl"
     bad = sequence_path(store, "003", "nm-02", "000")
-    code, out, err = cli(["export-pkl", str(store), str(out_dir)])
+    code, _out, err = cli(["export-pkl", str(store), str(out_dir)])
     assert code == 1
     _one_line(err, bad, BAD_GHS[case][1])
     assert len(list(out_dir.glob("*/*/*/float_*.pkl"))) == 5
@@ -323,7 +323,7 @@ def test_train_names_the_file_and_writes_no_checkpoint(world: World, cli, tmp_pa
                                                        case: str) -> None:
     store = world.store_with(case, tmp_path)
     bad = sequence_path(store, "003", "nm-02", "000")
-    code, out, err = cli(["train", "cpu-small", "--data-root", str(store), "--out", str(tmp_path / "run"),
+    code, _out, err = cli(["train", "cpu-small", "--data-root", str(store), "--out", str(tmp_path / "run"),
                           "--set", "data.dataset=custom", "--set", "train.steps=1", "--no-progress",
                           *[a for s in TINY for a in ("--set", s)]])
     assert code == 2
@@ -511,7 +511,7 @@ def test_extract_videos(cli, tmp_path: Path, case: str) -> None:  # type: ignore
     video.parent.mkdir()
     if BAD_FILES[case] is not None:
         video.write_bytes(BAD_FILES[case])  # type: ignore[arg-type]
-    code, out, err = cli(["extract", str(video), "--out", str(tmp_path / "store"), "--no-progress"])
+    code, _out, err = cli(["extract", str(video), "--out", str(tmp_path / "store"), "--no-progress"])
     # a batch command: the file is reported, the run goes on (a missing path is one of its failures)
     assert code == 1
     _one_line(err, video, r"empty file|cannot open|no such")
