@@ -109,3 +109,29 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with its relative file paths made absolute: what a checkpoint records.
+
+    A checkpoint's config is reused wherever the checkpoint goes (``gaitheat evaluate`` run from
+    another folder), so ``data.root``, ``train.out`` and partition files are resolved against the
+    folder the run started in. Shipped partition names (``casia-b``) and empty values stay as they are.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from gaitheat.datasets.partition import SHIPPED
+
+    def path(value: str) -> str:
+        return str(Path(value).expanduser().resolve()) if value else value
+
+    def partition(value: str) -> str:
+        return value if not value or value.lower() in SHIPPED else path(value)
+
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, root=path(cfg.data.root), partition=partition(cfg.data.partition)),
+        train=dataclasses.replace(cfg.train, out=path(cfg.train.out)),
+        eval=dataclasses.replace(cfg.eval, partition=partition(cfg.eval.partition)),
+    )

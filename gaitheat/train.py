@@ -46,7 +46,7 @@ from gaitheat.checkpoint import (
     save_checkpoint,
     step_path,
 )
-from gaitheat.experiment import DataConfig, ExperimentConfig, TrainConfig
+from gaitheat.experiment import DataConfig, ExperimentConfig, TrainConfig, with_absolute_paths
 from gaitheat.heap import retain_freed_memory
 
 __all__ = ["Amp", "EvalFn", "TrainState", "amp_for", "build_state", "build_train_dataset", "compile_for_training",
@@ -196,8 +196,8 @@ def _check_resume(payload: dict[str, Any], cfg: ExperimentConfig, subjects: list
         raise ValueError(f"{path}: the checkpoint's model config differs from this run's; use another train.out")
     if list(payload.get("subjects", subjects)) != subjects:
         raise ValueError(f"{path}: the checkpoint was trained on other subjects than this store's train split")
-    for section in ("data", "train"):
-        if stored.get(section) != to_dict(getattr(cfg, section)):
+    for section in ("data", "train"):  # the checkpoint records absolute paths
+        if stored.get(section) != to_dict(getattr(with_absolute_paths(cfg), section)):
             log.warning("resuming %s with a changed '%s' config section", path, section)
 
 
@@ -294,7 +294,7 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     if tc.compile:
         state.model = compile_for_training(state.model, dist.device)
     extra = {"num_classes": len(subjects), "subjects": subjects, "sampler": loader.batch_sampler.state_dict()}
-    config = to_dict(cfg)
+    config = to_dict(with_absolute_paths(cfg))  # evaluable from any folder
     batches = iter(loader)
     try:
         _loop(state, batches, cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),

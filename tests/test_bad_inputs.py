@@ -516,3 +516,32 @@ def test_extract_videos(cli, tmp_path: Path, case: str) -> None:  # type: ignore
     assert code == 1
     _one_line(err, video, r"empty file|cannot open|no such")
     assert not list((tmp_path / "store").rglob("*.ghs"))
+
+
+def test_a_checkpoint_evaluates_from_another_folder(world: World, cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaitheat.checkpoint import read_checkpoint
+
+    here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    (here / "split.json").write_text(json.dumps({"TRAIN_SET": ["001", "002"], "TEST_SET": ["003"]}))
+    monkeypatch.chdir(here)
+    code, out, err = cli(["train", "cpu-small", "--data-root", str(world.store), "--out", "run", "--no-progress",
+                        "--set", "data.dataset=custom", "--set", "data.partition=split.json", "--set", "train.steps=1",
+                        *[a for s in TINY for a in ("--set", s)]])
+    assert code == 0, err
+    checkpoint = here / out.strip().splitlines()[-1]
+    stored = read_checkpoint(checkpoint)["config"]
+    assert stored["data"]["partition"] == str(here / "split.json") and stored["train"]["out"] == str(here / "run")
+    monkeypatch.chdir(elsewhere)
+    custom = ["--set", "eval.protocol=custom", "--set", "eval.gallery=[nm-01]", "--set", "eval.probes={walk: [nm-02]}",
+              "--no-progress", "--out", str(elsewhere)]
+    code, out, err = cli(["evaluate", "--checkpoint", str(checkpoint), *custom])
+    assert code == 0, err
+    assert "walk" in out
+    # an override still wins over what the checkpoint recorded
+    code, _, err = cli(["evaluate", "--checkpoint", str(checkpoint), *custom, "--set", "data.partition=nope.json"])
+    assert code == 2 and "nope.json" in err
+    code, _, err = cli(["evaluate", "--checkpoint", str(checkpoint), *custom, "--set", "data.partition="])
+    assert code == 0, err
