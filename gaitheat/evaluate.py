@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -260,16 +259,16 @@ def embed_store(
         (len(rows), D, P) float32 on every rank.
     """
     import torch
-    from tqdm import tqdm
 
     from gaitheat.datasets.sequences import GaitDataset
+    from gaitheat.progress import Progress
 
     mine = shard_indices(len(rows), rank, world_size)
     items: Any = _TestItems(GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames), mine)
     loader: Any = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=workers,
                                               collate_fn=_collate_or_error)
-    bar = tqdm(total=len(mine), desc=f"embed (rank 0 of {world_size})" if world_size > 1 else "embed", unit="seq",
-               file=sys.stderr, disable=not progress or rank != 0, dynamic_ncols=True)
+    bar = Progress(len(mine), desc=f"embed (rank 0 of {world_size})" if world_size > 1 else "embed",
+                   unit="sequence", enabled=progress and rank == 0)
     parts, order = [], []
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -4,7 +4,7 @@
 on CUDA; :mod:`gaitheat.distributed`). It is iteration-based (spec §4.2): SGD 0.1 / 0.9 / 5e-4 on all
 parameters, MultiStepLR stepped per iteration (skipped when AMP skipped the optimiser step), fp16
 autocast with a GradScaler on CUDA or optional bf16 autocast, through one code path with ``enabled=``
-flags. Rank 0 logs (tqdm, TensorBoard) and writes checkpoints (:mod:`gaitheat.checkpoint`); a run
+flags. Rank 0 logs (gaitheat.progress, TensorBoard) and writes checkpoints (:mod:`gaitheat.checkpoint`); a run
 resumes bit-exactly from the newest checkpoint in ``OUT/checkpoints``.
 
 Losses (spec §4.1): per branch (part, global, fusion) a batch-all triplet loss on the pre-BNNeck
@@ -22,7 +22,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -239,7 +238,7 @@ def _resume(path: Path, state: TrainState, cfg: ExperimentConfig, subjects: list
 
 
 def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Path | None = None,
-          eval_fn: EvalFn | None = None) -> Path:
+          eval_fn: EvalFn | None = None, progress: bool = True) -> Path:
     """Train ``cfg`` to ``cfg.train.steps`` steps; returns the final checkpoint's path.
 
     Args:
@@ -248,18 +247,20 @@ def train(cfg: ExperimentConfig, *, device: str | None = None, resume: str | Pat
         resume: a checkpoint to continue from; None: the newest in ``OUT/checkpoints``, if any.
         eval_fn: periodic evaluation every ``cfg.train.eval_every`` steps (rank 0); None uses
             ``gaitheat.evaluate.make_train_eval(cfg)`` when that module is available.
+        progress: rank 0 reports progress on stderr (:mod:`gaitheat.progress`: a bar on a terminal,
+            a line every 30 s in a log).
     Raises:
         ValueError: the store, partition or resumed checkpoint does not fit ``cfg``.
     """
     dist = distributed.setup(device)
     try:
-        return _train(cfg, dist, resume, eval_fn)
+        return _train(cfg, dist, resume, eval_fn, progress)
     finally:
         distributed.cleanup()
 
 
 def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path | None,
-           eval_fn: EvalFn | None) -> Path:
+           eval_fn: EvalFn | None, progress: bool = True) -> Path:
     from gaitheat.config import dump_config, to_dict
     from gaitheat.models import build_model
 
@@ -297,7 +298,7 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     config = to_dict(with_absolute_paths(cfg))  # evaluable from any folder
     batches = iter(loader)
     try:
-        _loop(state, batches, cfg, dist, amp, lambda: _save(state, config, extra, tc, dist),
+        _loop(state, batches, cfg, dist, amp, lambda: _save(state, config, extra, tc, dist), progress,
               eval_fn if eval_fn is not None else _default_eval(cfg))
     finally:
         # the loader is endless: stop its worker processes now, not at interpreter exit after the
@@ -335,14 +336,13 @@ def _default_eval(cfg: ExperimentConfig) -> EvalFn | None:
 
 
 def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, dist: distributed.DistInfo,
-          amp: Amp, save: Callable[[], None], eval_fn: EvalFn | None) -> None:
-    from tqdm import tqdm
+          amp: Amp, save: Callable[[], None], progress: bool, eval_fn: EvalFn | None) -> None:
+    from gaitheat.progress import Progress
 
     tc = cfg.train
     writer = _writer(tc.out) if dist.is_main else None
     frames_per_step = cfg.data.batch_p * cfg.data.batch_k * cfg.data.frames_train
-    bar = tqdm(total=tc.steps, initial=state.step, disable=not dist.is_main, file=sys.stderr,
-               dynamic_ncols=True, desc="train")
+    bar = Progress(tc.steps, initial=state.step, desc="train", unit="step", enabled=progress and dist.is_main)
     state.model.train()
     tic = time.perf_counter()
     try:
@@ -357,7 +357,7 @@ def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, dist
             toc = time.perf_counter()
             rate = frames_per_step / max(toc - tic, 1e-9)
             tic = toc
-            bar.set_postfix(loss=f"{loss:.4f}", frames_s=f"{rate:.0f}", refresh=False)
+            bar.set_postfix(loss=f"{loss:.4f}", frames_s=f"{rate:.0f}")
             bar.update(1)
             if state.step % tc.log_every == 0 or state.step == tc.steps:
                 _log_scalars(writer, state, terms, rate)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from gaitheat.storage import StoreError
 
     try:
-        path = train(cfg, device=args.device, resume=resume)
+        path = train(cfg, device=args.device, resume=resume, progress=not args.no_progress)
     except (ValueError, StoreError) as exc:
         # store, partition and checkpoint mismatches, a file that breaks mid-run: the user's input, not a bug
         raise UserError(str(exc)) from exc

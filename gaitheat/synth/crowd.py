@@ -346,13 +346,13 @@ def write_crowds(out: str | Path, scenes_per_type: int = 2, kinds: tuple[str, ..
                  difficulty: float = 0.5, size: tuple[int, int] = CROWD_SIZE,
                  progress: bool = True) -> dict[str, int]:
     """Render crowd scenes (see :func:`crowd_plan`); finished scenes (video present) are skipped."""
-    from tqdm import tqdm
+    from gaitheat.progress import track
 
     if not 2 <= walkers[0] <= walkers[1] <= 8:
         raise ValueError(f"walkers per scene must be within 2-8, got {walkers[0]}-{walkers[1]}")
     plan = crowd_plan(scenes_per_type, kinds, walkers, subjects, frames, seed, difficulty)
     counts = {"written": 0, "skipped": 0}
-    for scene in tqdm(plan, desc="crowd", unit="scene", disable=not progress):
+    for scene in track(plan, desc="crowd", unit="scene", enabled=progress):
         if scene_paths(out, scene.name)["video"].exists():
             counts["skipped"] += 1
             continue
