@@ -1,6 +1,6 @@
 """Evaluate a trained checkpoint on a heatmap store under a benchmark protocol (or a custom one).
 
-Pipeline: load the checkpoint (:func:`gaitheat.train.load_model`) -> choose the protocol and its test
+Pipeline: load the checkpoint (:func:`gaitheat.checkpoint.load_model`) -> choose the protocol and its test
 subjects -> embed every gallery/probe sequence (all frames in order, the first 720 at most, per-sequence
 min-max normalisation, deterministic PGHA in eval mode; zero-padded batches with lengths on CUDA, one
 sequence at a time on CPU) -> metrics per named probe set (:func:`gaitheat.protocols.evaluate_embeddings`)
@@ -54,15 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _device_of(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
-    import torch
-
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def embed_batches(
     model: torch.nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -76,9 +67,9 @@ def embed_batches(
     """
     import torch
 
-    from gaitheat.train import amp_for
+    from gaitheat.device import amp_for, device_of
 
-    dev = _device_of(model, device)
+    dev = device_of(model, device)
     model.to(dev).eval()
     amp = amp_for(precision, dev)
     embed = getattr(model, "embed", None)
@@ -448,9 +439,9 @@ def evaluate_checkpoint(
     import torch
 
     from gaitheat import distributed
+    from gaitheat.checkpoint import load_model
     from gaitheat.models import GaitHeat
     from gaitheat.models.inference import optimise_for_inference
-    from gaitheat.train import load_model
 
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info_dist = distributed.setup(device)
@@ -521,7 +512,9 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
     rows, _, _ = protocol_rows(cfg, protocol, cfg.data.root)
 
     def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
-        device = _device_of(model, None)
+        from gaitheat.device import device_of
+
+        device = device_of(model, None)
         emb = embed_store(model, cfg.data.root, rows, device, cfg.data.frames_test_max,
                           batch_size_for(device, cfg.eval.batch_size),
                           0, cfg.eval.precision, progress=False)

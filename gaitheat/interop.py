@@ -310,12 +310,14 @@ def export_pkl_tree(store: str | Path, dst: str | Path, overwrite: bool = False)
             continue
         try:
             seq = SequenceFile(file).read()
+            heatmaps = seq.require("heatmaps", file, needed_by="export-pkl")
+            keypoints = seq.image_keypoints if seq.image_keypoints is not None else \
+                seq.require("keypoints", file, needed_by="export-pkl")
         except StoreError as exc:
             summary.failed[str(file)] = str(exc)
             continue
-        keypoints = seq.image_keypoints if seq.image_keypoints is not None else seq.keypoints
         # pose first: a float_ file without its pose_ partner is what a resumed export redoes
         dump_array_pickle(pose_pkl, keypoints.astype(np.float32))
-        dump_array_pickle(float_pkl, seq.heatmaps.astype(np.float16))
+        dump_array_pickle(float_pkl, heatmaps.astype(np.float16))
         summary.written.append(str(float_pkl))
     return summary

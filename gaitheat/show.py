@@ -50,7 +50,8 @@ def draw_frame(seq: HeatmapSequence, i: int, rgb: np.ndarray | None) -> np.ndarr
 
     from gaitheat.crop import crop_person
 
-    heat = seq.heatmaps[i].max(axis=0)
+    heatmaps = seq.require("heatmaps", needed_by="show")
+    heat = heatmaps[i].max(axis=0)
     heat = np.clip((heat - heat.min()) / max(float(np.ptp(heat)), 1e-6), 0, 1)
     colour = cv2.applyColorMap((cv2.resize(heat, (PANEL_W, PANEL_H)) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     colour = colour[:, :, ::-1]
@@ -60,8 +61,8 @@ def draw_frame(seq: HeatmapSequence, i: int, rgb: np.ndarray | None) -> np.ndarr
         person = cv2.addWeighted(crop, 0.55, colour, 0.45, 0)
     else:
         person = (colour * 0.8).astype(np.uint8)
-    scale = PANEL_W / seq.heatmaps.shape[3]
-    points = seq.keypoints[i]
+    scale = PANEL_W / heatmaps.shape[3]
+    points = seq.require("keypoints", needed_by="show")[i]
     for a, b in SKELETON:
         pa, pb = (points[[a, b], :2] * scale).astype(int)
         cv2.line(person, (int(pa[0]), int(pa[1])), (int(pb[0]), int(pb[1])), (255, 255, 255), 1, cv2.LINE_AA)

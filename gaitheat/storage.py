@@ -1,28 +1,47 @@
-"""Heatmap sequence store: one compressed, checksummed file per walking sequence.
+"""Sequence store: one compressed, checksummed file per walking sequence.
 
 Layout on disk follows the field's tree, so OpenGait-style partition files apply unchanged::
 
     <root>/<subject>/<condition>/<view>/<name>.ghs
 
-A ``.ghs`` file holds one :class:`HeatmapSequence`:
+A ``.ghs`` file holds one :class:`HeatmapSequence`. Its array *sections* are each optional, but a
+file holds at least one of ``heatmaps``, ``keypoints`` and ``silhouettes``:
 
 * ``heatmaps`` ``(T, J, H, W)`` (J = 17 COCO joints, H x W = 64 x 48), quantised to uint8 with a
   per-frame, per-joint offset and scale (so slightly negative regression heatmaps survive), then
   zstd-compressed in chunks of frames, so reading a few frames decompresses only their chunks;
-* ``keypoints`` ``(T, J, 3)`` float32 (x, y, score) in heatmap pixel coordinates;
+* ``silhouettes`` ``(T, 64, 44)`` uint8 (0/255, OpenGait's layout), zstd-compressed in chunks of
+  frames of their own, so reading silhouettes decompresses no heatmap chunk (and the reverse);
+* ``keypoints`` ``(T, J, 3)`` float32 (x, y, score) in heatmap pixel coordinates of the crop;
 * ``boxes`` ``(T, 4)`` float32 crop box (x1, y1, x2, y2) in source-image pixels, or absent;
-* ``frame_indices`` ``(T,)`` int64 indices of the source frames;
 * ``image_keypoints`` ``(T, J, 3)`` float32 keypoints in source-image pixels, or absent;
-* :class:`SequenceMeta`: format version, joint layout, heatmap size, pose model name and SHA-256,
-  crop padding, source path, creation time, plus free-form ``extra`` (e.g. quality records).
+* ``frame_indices`` ``(T,)`` int64 indices of the source frames (always present);
+* :class:`SequenceMeta`: joint layout, heatmap size, pose model name and SHA-256, crop padding,
+  source path, creation time, where the heatmaps came from (``heatmap_source``: ``pose_model`` or
+  ``regenerated``), plus free-form ``extra`` (e.g. quality records).
 
-File format (version 1), all integers little-endian::
+File format, all integers little-endian::
 
     b"GAITHEAT" | u32 version | u32 header_len | u32 header_crc32 | header JSON | body
 
-The header lists every section of the body (offset, length, CRC-32). Readers check the magic,
-version, header checksum, total file size, array shapes, section checksums and NaNs, and raise
-:class:`StoreError` naming the file for anything wrong. Writes are atomic (:mod:`gaitheat.atomic`).
+The header (JSON) lists every section of the body (offset, length, CRC-32):
+
+* ``frames``, ``joints``: T and J;
+* heatmaps, when present: ``shape`` [T, J, H, W], ``chunk_frames`` and ``chunks`` (a list of
+  ``{start, frames, offset, length, crc32}``), at the top level exactly as version 1 wrote them;
+* ``silhouettes``, when present: ``{"shape": [T, 64, 44], "chunk_frames", "chunks"}``, chunks as above;
+* ``aux``: one zstd block of the small arrays (``keypoints``, ``frame_indices``, ``offset``/``scale``
+  of the heatmap quantisation, ``boxes``, ``image_keypoints``), each with dtype, shape and offset;
+* ``body_length`` and ``meta``.
+
+Versions: a file with heatmaps is written as **version 1**, because a version-1 reader reads it
+correctly (it ignores ``silhouettes``, ``frames``, ``joints`` and unknown meta keys), so stores
+stay readable by older gaitheat. A file without heatmaps is written as **version 2**, so an older
+reader refuses it with "format version 2" instead of misreading it. This reader reads both.
+
+Readers check the magic, version, header checksum, total file size, array shapes, section
+checksums and NaNs, and raise :class:`StoreError` naming the file for anything wrong, including a
+read of a section the file does not hold. Writes are atomic (:mod:`gaitheat.atomic`).
 """
 
 from __future__ import annotations
@@ -32,7 +51,7 @@ import datetime as _dt
 import json
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +62,18 @@ import zstandard
 from gaitheat.atomic import atomic_write_bytes, is_temporary
 
 MAGIC = b"GAITHEAT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version written (files without heatmaps); see the module docstring
+READ_VERSIONS = (1, 2)
 SUFFIX = ".ghs"
 DEFAULT_NAME = "heatmaps"
 JOINT_LAYOUT = "coco17"
 NUM_JOINTS = 17
 HEATMAP_SIZE = (64, 48)
+SILHOUETTE_SIZE = (64, 44)
+# sections a file may hold; at least one of PRIMARY_SECTIONS, "frame_indices" always
+SECTION_NAMES = ("heatmaps", "keypoints", "silhouettes", "boxes", "image_keypoints")
+PRIMARY_SECTIONS = ("heatmaps", "keypoints", "silhouettes")
+HEATMAP_SOURCES = ("pose_model", "regenerated")
 CHUNK_FRAMES = 16
 ZSTD_LEVEL = 6
 _PREAMBLE = struct.Struct("<8sIII")
@@ -86,8 +111,10 @@ class SequenceMeta:
         pose_model_sha256: SHA-256 of the pose model file ("" when unknown, e.g. imported data).
         crop_padding: box padding factor used before cropping (1.25 in GaitHeat).
         joint_layout: joint order of the J axis.
-        heatmap_size: (H, W) of each heatmap.
+        heatmap_size: (H, W) of each heatmap, and of the crop frame keypoints are given in.
         created: ISO-8601 UTC creation time.
+        heatmap_source: ``pose_model`` (the pose model's own heatmaps) or ``regenerated`` (drawn
+            back from keypoints, ``gaitheat regen``); models trained on raw heatmaps refuse the latter.
         extra: free-form JSON-serialisable details (track id, quality filter record, ...).
     """
 
@@ -102,6 +129,7 @@ class SequenceMeta:
     heatmap_size: tuple[int, int] = HEATMAP_SIZE
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    heatmap_source: str = "pose_model"
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -116,42 +144,82 @@ class SequenceMeta:
         return cls(**kwargs)
 
 
+def missing_section(path: str | Path, section: str, held: Iterable[str], needed_by: str = "") -> StoreError:
+    """The one error for a read of a section a file does not hold (``needed_by``: e.g. a model name)."""
+    who = f" (needed by {needed_by})" if needed_by else ""
+    have = "+".join(sorted(held)) or "nothing"
+    return StoreError(path, f"has no '{section}' section{who}; it holds {have}")
+
+
 @dataclass
 class HeatmapSequence:
-    """One person's walking sequence as heatmaps (see the module docstring for shapes)."""
+    """One person's walking sequence (see the module docstring for shapes).
 
-    heatmaps: np.ndarray
-    keypoints: np.ndarray
+    ``heatmaps``, ``keypoints`` and ``silhouettes`` are each optional, but at least one is present;
+    ``frame_indices`` always is. Use :meth:`require` where a section must be there.
+    """
+
+    heatmaps: np.ndarray | None
+    keypoints: np.ndarray | None
     frame_indices: np.ndarray
     meta: SequenceMeta
     boxes: np.ndarray | None = None
     image_keypoints: np.ndarray | None = None
+    silhouettes: np.ndarray | None = None
+
+    @property
+    def sections(self) -> frozenset[str]:
+        """Names of the array sections present (from :data:`SECTION_NAMES`)."""
+        return frozenset(name for name in SECTION_NAMES if getattr(self, name) is not None)
 
     @property
     def num_frames(self) -> int:
-        return int(self.heatmaps.shape[0])
+        return int(self.frame_indices.shape[0])
+
+    def require(self, section: str, where: str | Path = "<sequence>", needed_by: str = "") -> np.ndarray:
+        """The array of ``section``; :class:`StoreError` naming ``where`` when the sequence lacks it."""
+        arr = getattr(self, section, None) if section in SECTION_NAMES else None
+        if arr is None:
+            raise missing_section(where, section, self.sections, needed_by)
+        return np.asarray(arr)
 
     def validate(self, where: str | Path = "<sequence>") -> None:
         """Raise :class:`StoreError` unless shapes, dtypes and values are consistent."""
+        if not any(getattr(self, name) is not None for name in PRIMARY_SECTIONS):
+            raise StoreError(where, "a sequence needs heatmaps, keypoints or silhouettes (it has none)")
+        if self.frame_indices.ndim != 1:
+            raise StoreError(where, f"frame_indices must be (T,), got shape {self.frame_indices.shape}")
+        t = self.frame_indices.shape[0]
+        j = NUM_JOINTS
         hm = self.heatmaps
-        if hm.ndim != 4:
-            raise StoreError(where, f"heatmaps must be (T, J, H, W), got shape {hm.shape}")
-        t, j, h, w = hm.shape
+        if hm is not None:
+            if hm.ndim != 4:
+                raise StoreError(where, f"heatmaps must be (T, J, H, W), got shape {hm.shape}")
+            t, j, h, w = hm.shape
+            if (h, w) != tuple(self.meta.heatmap_size):
+                raise StoreError(where, f"heatmaps are {h}x{w} but meta says {self.meta.heatmap_size}")
+        elif self.keypoints is not None and self.keypoints.ndim == 3:
+            t, j = self.keypoints.shape[:2]
+        elif self.silhouettes is not None and self.silhouettes.ndim == 3:
+            t = self.silhouettes.shape[0]
         if t < 1:
             raise StoreError(where, "a sequence needs at least one frame")
-        if (h, w) != tuple(self.meta.heatmap_size):
-            raise StoreError(where, f"heatmaps are {h}x{w} but meta says {self.meta.heatmap_size}")
+        if self.meta.heatmap_source not in HEATMAP_SOURCES:
+            raise StoreError(where, f"heatmap_source {self.meta.heatmap_source!r} is not one of {HEATMAP_SOURCES}")
         expected = {
             "keypoints": (self.keypoints, (t, j, 3)),
             "frame_indices": (self.frame_indices, (t,)),
             "boxes": (self.boxes, (t, 4)),
             "image_keypoints": (self.image_keypoints, (t, j, 3)),
+            "silhouettes": (self.silhouettes, (t, *SILHOUETTE_SIZE)),
         }
         for name, (arr, shape) in expected.items():
             if arr is None:
                 continue
             if tuple(arr.shape) != shape:
                 raise StoreError(where, f"{name} has shape {tuple(arr.shape)}, expected {shape}")
+        if self.silhouettes is not None and self.silhouettes.dtype != np.uint8:
+            raise StoreError(where, f"silhouettes must be uint8 (0/255), got {self.silhouettes.dtype}")
         for name, arr in (("heatmaps", hm), ("keypoints", self.keypoints), ("boxes", self.boxes),
                           ("image_keypoints", self.image_keypoints)):
             if arr is not None and not np.isfinite(arr).all():
@@ -206,13 +274,9 @@ def _pack_arrays(arrays: dict[str, np.ndarray]) -> tuple[bytes, dict[str, Any]]:
     return b"".join(blobs), table
 
 
-def encode_sequence(seq: HeatmapSequence, chunk_frames: int = CHUNK_FRAMES, level: int = ZSTD_LEVEL) -> bytes:
-    """Serialise a sequence to the ``.ghs`` byte format (see module docstring)."""
-    seq.validate()
-    codes, offset, scale = quantise(seq.heatmaps)
-    compressor = zstandard.ZstdCompressor(level=level)
-    body: list[bytes] = []
-    pos = 0
+def _compress_chunks(codes: np.ndarray, chunk_frames: int, compressor: zstandard.ZstdCompressor, pos: int,
+                     body: list[bytes]) -> tuple[list[dict[str, int]], int]:
+    """Compress ``codes`` (T, ...) uint8 in chunks of frames, appending to ``body`` from offset ``pos``."""
     chunks = []
     for start in range(0, codes.shape[0], chunk_frames):
         block = compressor.compress(np.ascontiguousarray(codes[start : start + chunk_frames]).tobytes())
@@ -220,34 +284,52 @@ def encode_sequence(seq: HeatmapSequence, chunk_frames: int = CHUNK_FRAMES, leve
                        "offset": pos, "length": len(block), "crc32": zlib.crc32(block)})
         body.append(block)
         pos += len(block)
-    aux_arrays: dict[str, np.ndarray] = {
-        "keypoints": seq.keypoints.astype(np.float32),
-        "frame_indices": seq.frame_indices.astype(np.int64),
-        "offset": offset,
-        "scale": scale,
-    }
+    return chunks, pos
+
+
+def encode_sequence(seq: HeatmapSequence, chunk_frames: int = CHUNK_FRAMES, level: int = ZSTD_LEVEL) -> bytes:
+    """Serialise a sequence to the ``.ghs`` byte format (see module docstring)."""
+    seq.validate()
+    compressor = zstandard.ZstdCompressor(level=level)
+    body: list[bytes] = []
+    pos = 0
+    header: dict[str, Any] = {"version": 1 if seq.heatmaps is not None else 2}
+    aux_arrays: dict[str, np.ndarray] = {}
+    if seq.heatmaps is not None:
+        codes, offset, scale = quantise(seq.heatmaps)
+        chunks, pos = _compress_chunks(codes, chunk_frames, compressor, pos, body)
+        header.update(shape=list(seq.heatmaps.shape), chunk_frames=chunk_frames, chunks=chunks)
+    if seq.keypoints is not None:
+        aux_arrays["keypoints"] = seq.keypoints.astype(np.float32)
+    aux_arrays["frame_indices"] = seq.frame_indices.astype(np.int64)
+    if seq.heatmaps is not None:
+        aux_arrays["offset"] = offset
+        aux_arrays["scale"] = scale
     if seq.boxes is not None:
         aux_arrays["boxes"] = seq.boxes.astype(np.float32)
     if seq.image_keypoints is not None:
         aux_arrays["image_keypoints"] = seq.image_keypoints.astype(np.float32)
+    if seq.silhouettes is not None:
+        chunks, pos = _compress_chunks(seq.silhouettes, chunk_frames, compressor, pos, body)
+        header["silhouettes"] = {"shape": list(seq.silhouettes.shape), "chunk_frames": chunk_frames,
+                                 "chunks": chunks}
     raw_aux, table = _pack_arrays(aux_arrays)
     aux = compressor.compress(raw_aux)
     meta = seq.meta
     if not meta.created:
         meta = dataclasses.replace(meta, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    t, j, h, w = seq.heatmaps.shape
-    header = {
-        "version": FORMAT_VERSION,
-        "shape": [t, j, h, w],
-        "chunk_frames": chunk_frames,
-        "chunks": chunks,
-        "aux": {"offset": pos, "length": len(aux), "raw_length": len(raw_aux), "crc32": zlib.crc32(aux),
-                "arrays": table},
-        "body_length": pos + len(aux),
-        "meta": meta.to_json(),
-    }
+    joints = seq.heatmaps.shape[1] if seq.heatmaps is not None else (
+        seq.keypoints.shape[1] if seq.keypoints is not None else NUM_JOINTS)
+    header.update(
+        frames=seq.num_frames,
+        joints=int(joints),
+        aux={"offset": pos, "length": len(aux), "raw_length": len(raw_aux), "crc32": zlib.crc32(aux),
+             "arrays": table},
+        body_length=pos + len(aux),
+        meta=meta.to_json(),
+    )
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(head), zlib.crc32(head))
+    preamble = _PREAMBLE.pack(MAGIC, header["version"], len(head), zlib.crc32(head))
     return b"".join([preamble, head, *body, aux])
 
 
@@ -266,14 +348,28 @@ def write_sequence(path: str | Path, seq: HeatmapSequence, chunk_frames: int = C
 # ---------------------------------------------------------------------------------------------- read
 
 
+@dataclass(frozen=True)
+class _Chunked:
+    """A chunked section: (T, *frame_shape) uint8 codes in zstd chunks of ``chunk_frames`` frames."""
+
+    shape: tuple[int, ...]
+    chunk_frames: int
+    chunks: list[dict[str, int]]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> _Chunked:
+        return cls(tuple(int(v) for v in data["shape"]), int(data["chunk_frames"]), list(data["chunks"]))
+
+
 class SequenceFile:
-    """A validated ``.ghs`` file, opened lazily: the header is read at once, heatmap chunks on demand.
+    """A validated ``.ghs`` file, opened lazily: the header is read at once, chunks on demand.
 
     Example::
 
         seq = SequenceFile(path)
-        seq.num_frames, seq.meta.subject
+        seq.num_frames, seq.meta.subject, seq.sections
         part = seq.read(frames=[3, 40, 41])   # decompresses only the chunks holding these frames
+        sil = seq.read_silhouettes([3, 4])    # silhouette chunks only, no heatmap chunk
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -287,8 +383,9 @@ class SequenceFile:
                 magic, version, head_len, head_crc = _PREAMBLE.unpack(pre)
                 if magic != MAGIC:
                     raise StoreError(self.path, "not a gaitheat sequence file (bad magic)")
-                if version != FORMAT_VERSION:
-                    raise StoreError(self.path, f"format version {version}, this gaitheat reads {FORMAT_VERSION}")
+                if version not in READ_VERSIONS:
+                    raise StoreError(self.path, f"format version {version}, this gaitheat reads "
+                                     f"{' and '.join(map(str, READ_VERSIONS))}")
                 head = handle.read(head_len)
         except FileNotFoundError as exc:
             raise StoreError(self.path, "no such file") from exc
@@ -299,30 +396,66 @@ class SequenceFile:
         try:
             header = json.loads(head)
             self.meta = SequenceMeta.from_json(header["meta"])
-            self._shape = tuple(int(v) for v in header["shape"])
-            self._chunks = header["chunks"]
-            self._chunk_frames = int(header["chunk_frames"])
+            # version 1 always holds heatmaps, at the top level; version 2 only when "chunks" is there
+            self._heatmaps = _Chunked.parse(header) if version == 1 or "chunks" in header else None
+            self._silhouettes = _Chunked.parse(header["silhouettes"]) if "silhouettes" in header else None
+            if self._heatmaps is not None:
+                frames, joints = self._heatmaps.shape[:2]
+            else:
+                frames, joints = int(header["frames"]), int(header["joints"])
             self._aux = header["aux"]
+            names = set(self._aux["arrays"])
             body_length = int(header["body_length"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StoreError(self.path, f"malformed header ({exc})") from exc
+        self._frames, self._joints, self._version = frames, joints, int(version)
         self._body_start = _PREAMBLE.size + head_len
         if size != self._body_start + body_length:
             raise StoreError(self.path, f"file is {size} bytes, header expects {self._body_start + body_length}"
                              " (truncated or has trailing data)")
-        t, _, h, w = self._shape
-        if t < 1 or (h, w) != tuple(self.meta.heatmap_size):
-            raise StoreError(self.path, f"inconsistent shape {self._shape} for heatmap size {self.meta.heatmap_size}")
+        if frames < 1:
+            raise StoreError(self.path, f"a sequence needs at least one frame (header says {frames})")
+        if self._heatmaps is not None:
+            shape = self._heatmaps.shape
+            if len(shape) != 4 or shape[2:] != tuple(self.meta.heatmap_size):
+                raise StoreError(self.path, f"inconsistent shape {shape} for heatmap size {self.meta.heatmap_size}")
+        if self._silhouettes is not None and self._silhouettes.shape != (frames, *SILHOUETTE_SIZE):
+            raise StoreError(self.path, f"silhouettes have shape {self._silhouettes.shape}, expected "
+                             f"{(frames, *SILHOUETTE_SIZE)}")
+        held = {n for n in ("keypoints", "boxes", "image_keypoints") if n in names}
+        held |= {"heatmaps"} if self._heatmaps is not None else set()
+        held |= {"silhouettes"} if self._silhouettes is not None else set()
+        if not held & set(PRIMARY_SECTIONS):
+            raise StoreError(self.path, "holds none of heatmaps, keypoints and silhouettes")
+        self._sections = frozenset(held)
         self._arrays: dict[str, np.ndarray] | None = None
 
     @property
     def num_frames(self) -> int:
-        return self._shape[0]
+        return self._frames
+
+    @property
+    def sections(self) -> frozenset[str]:
+        """The array sections the file holds, from ``heatmaps``, ``keypoints``, ``silhouettes``,
+        ``boxes`` and ``image_keypoints`` (header only, nothing decompressed)."""
+        return self._sections
+
+    @property
+    def version(self) -> int:
+        """The format version the file was written in (1 with heatmaps, 2 without)."""
+        return self._version
+
+    def require(self, section: str, needed_by: str = "") -> None:
+        """Raise the missing-section :class:`StoreError` unless the file holds ``section``."""
+        if section not in self._sections:
+            raise missing_section(self.path, section, self._sections, needed_by)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        """(T, J, H, W) of the stored heatmaps."""
-        t, j, h, w = self._shape
+        """(T, J, H, W) of the stored heatmaps (:class:`StoreError` when the file has none)."""
+        self.require("heatmaps")
+        assert self._heatmaps is not None
+        t, j, h, w = self._heatmaps.shape
         return t, j, h, w
 
     def _read_section(self, handle: Any, offset: int, length: int, crc: int, what: str) -> bytes:
@@ -333,7 +466,8 @@ class SequenceFile:
         return data
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The small per-frame arrays (keypoints, frame_indices, offset, scale, boxes, image_keypoints)."""
+        """The small per-frame arrays (frame_indices, and keypoints, offset, scale, boxes,
+        image_keypoints when held)."""
         if self._arrays is None:
             with open(self.path, "rb") as handle:
                 blob = self._read_section(handle, self._aux["offset"], self._aux["length"], self._aux["crc32"], "aux")
@@ -341,7 +475,7 @@ class SequenceFile:
                 raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=int(self._aux["raw_length"]))
             except zstandard.ZstdError as exc:
                 raise StoreError(self.path, f"aux section does not decompress ({exc})") from exc
-            t, j = self._shape[:2]
+            t, j = self._frames, self._joints
             expected = {"keypoints": (t, j, 3), "frame_indices": (t,), "offset": (t, j), "scale": (t, j),
                         "boxes": (t, 4), "image_keypoints": (t, j, 3)}
             out = {}
@@ -353,7 +487,8 @@ class SequenceFile:
                 if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                     raise StoreError(self.path, f"{name} contain NaN or infinite values")
                 out[name] = arr
-            for name in ("keypoints", "frame_indices", "offset", "scale"):
+            needed = ["frame_indices"] + (["offset", "scale"] if self._heatmaps is not None else [])
+            for name in needed:
                 if name not in out:
                     raise StoreError(self.path, f"missing array '{name}'")
             self._arrays = out
@@ -361,59 +496,94 @@ class SequenceFile:
 
     @property
     def keypoints(self) -> np.ndarray:
-        """(T, J, 3) float32 x, y, score in heatmap pixels (no heatmap decompression)."""
+        """(T, J, 3) float32 x, y, score in heatmap pixels (no chunk decompression)."""
+        self.require("keypoints")
         return self.arrays()["keypoints"]
+
+    def _positions(self, frames: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        t = self._frames
+        idx = np.arange(t) if frames is None else np.asarray(frames, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= t):
+            raise IndexError(f"{self.path}: frame positions must be in [0, {t}), got {idx.min()}..{idx.max()}")
+        return idx
+
+    def _iter_chunks(self, section: _Chunked, name: str, idx: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (positions into ``idx``, their frames' uint8 codes) per chunk holding requested frames."""
+        frame_bytes = int(np.prod(section.shape[1:]))
+        decompressor = zstandard.ZstdDecompressor()
+        prefix = "chunk" if name == "heatmaps" else f"{name} chunk"
+        with open(self.path, "rb") as handle:
+            for chunk_no in np.unique(idx // section.chunk_frames):
+                info = section.chunks[int(chunk_no)]
+                what = f"{prefix} {chunk_no}"
+                blob = self._read_section(handle, info["offset"], info["length"], info["crc32"], what)
+                try:
+                    raw = decompressor.decompress(blob, max_output_size=info["frames"] * frame_bytes)
+                except zstandard.ZstdError as exc:
+                    raise StoreError(self.path, f"{what} does not decompress ({exc})") from exc
+                if len(raw) != info["frames"] * frame_bytes:
+                    raise StoreError(self.path, f"{what} has {len(raw)} bytes, expected {info['frames'] * frame_bytes}")
+                codes = np.frombuffer(raw, dtype=np.uint8).reshape(info["frames"], *section.shape[1:])
+                sel = np.nonzero(idx // section.chunk_frames == chunk_no)[0]
+                yield sel, codes[idx[sel] - info["start"]]
 
     def read_heatmaps(self, frames: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Heatmaps ``(len(frames), J, H, W)`` float32 for the given frame positions (all when None).
 
         Only the chunks holding the requested frames are decompressed; frames may repeat and come in
-        any order.
+        any order. :class:`StoreError` when the file holds no heatmaps.
         """
-        t, j, h, w = self._shape
-        idx = np.arange(t) if frames is None else np.asarray(frames, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < 0 or idx.max() >= t):
-            raise IndexError(f"{self.path}: frame positions must be in [0, {t}), got {idx.min()}..{idx.max()}")
+        self.require("heatmaps")
+        section = self._heatmaps
+        assert section is not None
+        idx = self._positions(frames)
         arrays = self.arrays()
-        out = np.empty((idx.size, j, h, w), dtype=np.float32)
-        frame_bytes = j * h * w
-        decompressor = zstandard.ZstdDecompressor()
-        with open(self.path, "rb") as handle:
-            for chunk_no in np.unique(idx // self._chunk_frames):
-                info = self._chunks[int(chunk_no)]
-                blob = self._read_section(handle, info["offset"], info["length"], info["crc32"], f"chunk {chunk_no}")
-                try:
-                    raw = decompressor.decompress(blob, max_output_size=info["frames"] * frame_bytes)
-                except zstandard.ZstdError as exc:
-                    raise StoreError(self.path, f"chunk {chunk_no} does not decompress ({exc})") from exc
-                if len(raw) != info["frames"] * frame_bytes:
-                    raise StoreError(self.path, f"chunk {chunk_no} has {len(raw)} bytes, expected "
-                                     f"{info['frames'] * frame_bytes}")
-                codes = np.frombuffer(raw, dtype=np.uint8).reshape(info["frames"], j, h, w)
-                sel = np.nonzero(idx // self._chunk_frames == chunk_no)[0]
-                local = idx[sel] - info["start"]
-                out[sel] = dequantise(codes[local], arrays["offset"][idx[sel]], arrays["scale"][idx[sel]])
+        out = np.empty((idx.size, *section.shape[1:]), dtype=np.float32)
+        for sel, codes in self._iter_chunks(section, "heatmaps", idx):
+            out[sel] = dequantise(codes, arrays["offset"][idx[sel]], arrays["scale"][idx[sel]])
+        return out
+
+    def read_silhouettes(self, frames: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Silhouettes ``(len(frames), 64, 44)`` uint8 (0/255) for the given frame positions (all when None).
+
+        Decompresses only the silhouette chunks holding the requested frames, never a heatmap chunk.
+        :class:`StoreError` when the file holds no silhouettes.
+        """
+        self.require("silhouettes")
+        section = self._silhouettes
+        assert section is not None
+        idx = self._positions(frames)
+        out = np.empty((idx.size, *section.shape[1:]), dtype=np.uint8)
+        for sel, codes in self._iter_chunks(section, "silhouettes", idx):
+            out[sel] = codes
         return out
 
     def read(self, frames: Sequence[int] | np.ndarray | None = None) -> HeatmapSequence:
-        """The stored sequence, or the given subset of its frames."""
+        """The stored sequence with every section the file holds, or the given subset of its frames."""
         arrays = self.arrays()
-        idx = np.arange(self.num_frames) if frames is None else np.asarray(frames, dtype=np.int64).reshape(-1)
-        heatmaps = self.read_heatmaps(idx)
-        boxes = arrays.get("boxes")
-        image_kp = arrays.get("image_keypoints")
+        idx = self._positions(frames)
+
+        def pick(name: str) -> np.ndarray | None:
+            arr = arrays.get(name)
+            return None if arr is None else arr[idx].copy()
+
         return HeatmapSequence(
-            heatmaps=heatmaps,
-            keypoints=arrays["keypoints"][idx].copy(),
+            heatmaps=self.read_heatmaps(idx) if "heatmaps" in self._sections else None,
+            keypoints=pick("keypoints"),
             frame_indices=arrays["frame_indices"][idx].copy(),
             meta=self.meta,
-            boxes=None if boxes is None else boxes[idx].copy(),
-            image_keypoints=None if image_kp is None else image_kp[idx].copy(),
+            boxes=pick("boxes"),
+            image_keypoints=pick("image_keypoints"),
+            silhouettes=self.read_silhouettes(idx) if "silhouettes" in self._sections else None,
         )
 
     def verify(self) -> None:
         """Read every section, checking all checksums (raises :class:`StoreError`)."""
-        self.read_heatmaps()
+        self.arrays()
+        if "heatmaps" in self._sections:
+            self.read_heatmaps()
+        if "silhouettes" in self._sections:
+            self.read_silhouettes()
 
 
 def read_sequence(path: str | Path, frames: Sequence[int] | np.ndarray | None = None) -> HeatmapSequence:

@@ -24,7 +24,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +44,7 @@ from gaitheat.checkpoint import (
     save_checkpoint,
     step_path,
 )
+from gaitheat.device import Amp, amp_for
 from gaitheat.experiment import DataConfig, ExperimentConfig, TrainConfig, with_absolute_paths
 from gaitheat.heap import retain_freed_memory
 
@@ -56,25 +56,6 @@ log = logging.getLogger(__name__)
 
 # (model in eval mode, step) -> named numbers to log; runs on rank 0 only
 EvalFn = Callable[[torch.nn.Module, int], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class Amp:
-    """Mixed precision for one device: autocast dtype and switches (one code path, ``enabled=`` flags)."""
-
-    device_type: str
-    dtype: torch.dtype
-    autocast: bool
-    grad_scaler: bool
-
-
-def amp_for(precision: str, device: torch.device) -> Amp:
-    """fp16 autocast + GradScaler on CUDA (fp32 on CPU, where fp16 is not worth it); bf16 autocast anywhere."""
-    if precision == "fp16" and device.type == "cuda":
-        return Amp(device.type, torch.float16, autocast=True, grad_scaler=True)
-    if precision == "bf16":
-        return Amp(device.type, torch.bfloat16, autocast=True, grad_scaler=False)
-    return Amp(device.type, torch.float32, autocast=False, grad_scaler=False)
 
 
 def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:

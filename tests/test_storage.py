@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,157 @@ def test_atomic_files_get_normal_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ------------------------------------------------------------------------------- optional sections
+
+
+def silhouettes(t: int, seed: int = 0) -> np.ndarray:
+    """(T, 64, 44) uint8 0/255: a walking blob whose width changes per frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:44]
+    widths = rng.uniform(6, 14, size=t)
+    return np.stack([((np.abs(xx - 22) < w) & (yy > 4)).astype(np.uint8) * 255 for w in widths])
+
+
+def test_keypoint_only_round_trip(tmp_path: Path) -> None:
+    seq = make_sequence(t=21)
+    seq.heatmaps = None
+    path = write_sequence(tmp_path / "kp.ghs", seq)
+    file = SequenceFile(path)
+    assert file.sections == {"keypoints", "boxes", "image_keypoints"}
+    assert file.version == 2 and file.num_frames == 21
+    back = file.read([0, 20, 5])
+    assert back.heatmaps is None and back.silhouettes is None
+    np.testing.assert_array_equal(back.keypoints, seq.keypoints[[0, 20, 5]])
+    np.testing.assert_array_equal(back.frame_indices, seq.frame_indices[[0, 20, 5]])
+    np.testing.assert_array_equal(file.keypoints, seq.keypoints)
+    with pytest.raises(StoreError, match=r"kp\.ghs: has no 'heatmaps' section \(needed by gaitheat\); it holds "
+                                         r"boxes\+image_keypoints\+keypoints"):
+        file.require("heatmaps", needed_by="gaitheat")
+    with pytest.raises(StoreError, match=r"kp\.ghs: has no 'heatmaps' section"):
+        file.read_heatmaps([0])
+    with pytest.raises(StoreError, match=r"kp\.ghs: has no 'silhouettes' section"):
+        file.read_silhouettes()
+    with pytest.raises(StoreError, match=r"kp\.ghs: has no 'heatmaps' section"):
+        _ = file.shape
+    file.verify()
+
+
+def test_silhouette_round_trip(tmp_path: Path) -> None:
+    seq = make_sequence(t=40)
+    seq.silhouettes = silhouettes(40)
+    path = write_sequence(tmp_path / "s.ghs", seq)
+    file = SequenceFile(path)
+    assert file.sections == {"heatmaps", "keypoints", "silhouettes", "boxes", "image_keypoints"}
+    assert file.version == 1  # heatmaps present: a version-1 reader still reads it
+    np.testing.assert_array_equal(file.read_silhouettes(), seq.silhouettes)
+    np.testing.assert_array_equal(file.read_silhouettes([39, 0, 0, 17]), seq.silhouettes[[39, 0, 0, 17]])
+    back = file.read([2, 33])
+    assert back.silhouettes is not None and back.silhouettes.dtype == np.uint8
+    np.testing.assert_array_equal(back.silhouettes, seq.silhouettes[[2, 33]])
+    assert back.heatmaps is not None and np.abs(back.heatmaps - seq.heatmaps[[2, 33]]).max() < 1 / 255
+    # silhouette-only (no heatmaps, no keypoints), as an OpenGait silhouette import writes them
+    only = HeatmapSequence(heatmaps=None, keypoints=None, frame_indices=np.arange(40), meta=seq.meta,
+                           silhouettes=seq.silhouettes)
+    file2 = SequenceFile(write_sequence(tmp_path / "only.ghs", only))
+    assert file2.sections == {"silhouettes"} and file2.version == 2
+    np.testing.assert_array_equal(file2.read().silhouettes, seq.silhouettes)
+    with pytest.raises(StoreError, match=r"only\.ghs: has no 'keypoints' section"):
+        _ = file2.keypoints
+
+
+def test_reading_silhouettes_decompresses_no_heatmap_chunk(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = make_sequence(t=50)
+    seq.silhouettes = silhouettes(50, seed=3)
+    path = write_sequence(tmp_path / "s.ghs", seq)
+    header_sizes: list[int] = []
+    real = storage.zstandard.ZstdDecompressor
+
+    class Counting:  # every decompression storage does, by its expected output size
+        def __init__(self) -> None:
+            self.inner = real()
+
+        def decompress(self, data: bytes, max_output_size: int = 0) -> bytes:
+            header_sizes.append(max_output_size)
+            return self.inner.decompress(data, max_output_size=max_output_size)
+
+    monkeypatch.setattr(storage.zstandard, "ZstdDecompressor", Counting)
+    file = SequenceFile(path)
+    got = file.read_silhouettes([3, 40])
+    heat_chunk = 16 * 17 * 64 * 48
+    assert header_sizes == [16 * 64 * 44, 16 * 64 * 44]  # two silhouette chunks, nothing else (not even aux)
+    assert heat_chunk not in header_sizes
+    np.testing.assert_array_equal(got, seq.silhouettes[[3, 40]])
+    # and the proof by destruction: every heatmap chunk corrupted, silhouettes still read
+    data = bytearray(path.read_bytes())
+    for info in file._heatmaps.chunks:  # type: ignore[union-attr]
+        start = file._body_start + info["offset"]
+        data[start : start + info["length"]] = bytes(info["length"])
+    path.write_bytes(bytes(data))
+    broken = SequenceFile(path)
+    np.testing.assert_array_equal(broken.read_silhouettes(), seq.silhouettes)
+    with pytest.raises(StoreError, match="chunk 0 checksum mismatch"):
+        broken.read_heatmaps([0])
+
+
+def test_a_sequence_needs_one_primary_section(tmp_path: Path) -> None:
+    seq = make_sequence(t=4)
+    seq.heatmaps = None
+    seq.keypoints = None
+    with pytest.raises(StoreError, match="needs heatmaps, keypoints or silhouettes"):
+        write_sequence(tmp_path / "none.ghs", seq)
+    seq = make_sequence(t=4)
+    seq.silhouettes = silhouettes(4).astype(np.float32)
+    with pytest.raises(StoreError, match="silhouettes must be uint8"):
+        write_sequence(tmp_path / "f.ghs", seq)
+    seq.silhouettes = np.zeros((4, 64, 64), np.uint8)
+    with pytest.raises(StoreError, match=r"silhouettes has shape \(4, 64, 64\), expected \(4, 64, 44\)"):
+        write_sequence(tmp_path / "f.ghs", seq)
+    assert not list(tmp_path.iterdir())
+
+
+def test_heatmap_source_round_trips(tmp_path: Path) -> None:
+    seq = make_sequence(t=3)
+    assert seq.meta.heatmap_source == "pose_model"
+    seq.meta = replace(seq.meta, heatmap_source="regenerated")
+    assert read_sequence(write_sequence(tmp_path / "r.ghs", seq)).meta.heatmap_source == "regenerated"
+    seq.meta = replace(seq.meta, heatmap_source="guessed")
+    with pytest.raises(StoreError, match="heatmap_source 'guessed'"):
+        write_sequence(tmp_path / "g.ghs", seq)
+
+
+def test_version_1_file_written_before_sections_still_reads() -> None:
+    """tests/data/store_v1.ghs was written by the version-1 writer (before optional sections)."""
+    path = Path(__file__).parent / "data" / "store_v1.ghs"
+    file = SequenceFile(path)
+    assert file.version == 1 and file.num_frames == 3
+    assert file.sections == {"heatmaps", "keypoints", "boxes"}
+    assert file.meta.heatmap_source == "pose_model"  # the default for files older than the field
+    seq = file.read()
+    expected = gaussian_heatmaps(3, np.random.default_rng(7))  # what the fixture was written from
+    assert seq.heatmaps is not None and np.abs(seq.heatmaps - expected).max() < 1 / 255
+    np.testing.assert_array_equal(seq.frame_indices, [0, 2, 4])
+    assert seq.silhouettes is None and seq.image_keypoints is None
+
+
+def test_manifest_sections_column(tmp_path: Path) -> None:
+    full = make_sequence(t=5)
+    full.silhouettes = silhouettes(5)
+    write_sequence(sequence_path(tmp_path, "001", "nm-01", "000"), full)
+    kp_only = make_sequence(t=5, subject="002")
+    kp_only.heatmaps = kp_only.boxes = kp_only.image_keypoints = None
+    write_sequence(sequence_path(tmp_path, "002", "nm-01", "000"), kp_only)
+    rows = load_manifest(tmp_path)
+    assert [r.sections for r in rows] == ["boxes+heatmaps+image_keypoints+keypoints+silhouettes", "keypoints"]
+    assert rows[1].section_set == {"keypoints"}
+    text = (tmp_path / "manifest.csv").read_text().splitlines()
+    assert text[0].endswith(",sections")
+    # a manifest written before the column existed still reads, and load_manifest rebuilds it
+    old = [",".join(line.split(",")[:7]) for line in text]
+    (tmp_path / "manifest.csv").write_text("\n".join(old) + "\n")
+    legacy = read_manifest(tmp_path)
+    assert [r.sections for r in legacy] == ["", ""] and legacy[0].section_set is None
+    assert load_manifest(tmp_path) == rows
+    assert (tmp_path / "manifest.csv").read_text().splitlines()[0].endswith(",sections")

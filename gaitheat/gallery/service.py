@@ -135,7 +135,7 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
         if not found:
             log.warning("%s: nobody walking was found", path)
             continue
-        emb = embedder.embed([s.heatmaps for _, s in found])
+        emb = embedder.embed([s.require("heatmaps", path, needed_by="the gallery embedder") for _, s in found])
         out += [Track(str(path), tid, s.frame_indices, s.boxes, e) for (tid, s), e in zip(found, emb, strict=True)]
     return out
 
