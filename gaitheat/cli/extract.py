@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary", metavar="JSON", help="summary file (default ROOT/extract-summary[-I-of-N].json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--tracks-out", metavar="DIR",
-                        help="also write each input's stored tracks as MOTChallenge text, DIR/<input name>.txt "
-                             "(score them with `gaitheat eval-tracks`)")
+                        help="also write each input's tracks as MOTChallenge text, DIR/<input name>.txt: the "
+                             "tracker's box in every frame of each stored track (score with `gaitheat eval-tracks`)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"pose_model={args.pose_model}")
     if args.boxes:
         overrides += [f"boxes_file={args.boxes}", "detector=boxes"]
+    if args.tracks_out:
+        overrides.append(f"tracks_out={args.tracks_out}")
     cfg = load_config(ExtractConfig, args.config, overrides)
     if cfg.pose == "onnx" and not cfg.pose_model:
         raise UserError("--pose onnx needs --pose-model PATH (an HRNet/ViTPose 256x192 ONNX file)")
@@ -74,19 +76,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"videos {summary['videos']}: done {summary['done']}, skipped {summary['skipped']}, "
           f"failed {summary['failed']}; tracks {summary['tracks']}, frames kept {summary['frames_kept']}, "
           f"dropped {summary['frames_dropped']}; summary {summary_path}")
-    if args.tracks_out:
-        _write_tracks(args.tracks_out, args.out, discover_inputs(args.inputs))
     for warning in summary["warnings"]:
         print(f"  warning: {warning}", file=sys.stderr)
     for failure in summary["failures"]:
         print(f"  failed: {failure['error']}", file=sys.stderr)
     return 1 if summary["failed"] else 0
 
-
-def _write_tracks(folder: str, root: str, inputs: list[Path]) -> None:
-    """Each input's stored tracks as ``folder/<input stem>.txt`` (MOTChallenge rows, one id per sequence)."""
-    from gaitheat.atomic import atomic_write_text
-    from gaitheat.tracking_metrics import format_mot_rows, store_tracks
-
-    for source in inputs:
-        atomic_write_text(Path(folder) / f"{source.stem}.txt", format_mot_rows(store_tracks(root, source)))
