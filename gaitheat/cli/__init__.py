@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "index": "index",
     "import-pkl": "import_pkl",
     "export-pkl": "export_pkl",
+    "import-keypoints": "import_keypoints",
+    "regen": "regen",
     "export-onnx": "export_onnx",
     "train": "train",
     "evaluate": "evaluate",
