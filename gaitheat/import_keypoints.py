@@ -8,7 +8,8 @@ Three layouts are recognised, all in source-image pixels, COCO-17 order (or Open
 * **pose pickles** (OpenGait / FastPoseGait): ``SRC/<subject>/<condition>/<view>/<name>.pkl`` holding
   ``(T, 17, 3)`` (or ``(T, 18, 3)`` OpenPose) x, y, score, read through the same restricted,
   allocation-bounded unpickler as ``import-pkl`` (:func:`gaitheat.interop.load_array_pickle`);
-  ``float_*.pkl`` heatmap pickles are ``import-pkl``'s and are left alone;
+  ``float_*.pkl`` heatmap pickles are ``import-pkl``'s and are left alone, and ``pose_<x>.pkl`` is
+  stored as ``<x>``, the name ``import-pkl`` gives its heatmap partner;
 * **COCO-format keypoint results / AlphaPose JSON**: one ``.json`` per video or frame folder, a list
   of ``{"image_id", "keypoints": [51 numbers], "score", optional "idx" or "track_id"}`` (or a dict
   with such a list under ``"annotations"``). ``image_id`` is the frame number, or a file name whose
@@ -326,7 +327,9 @@ def discover(src: Path) -> list[KeypointSource]:
     openpose: dict[Path, None] = {}  # folders of OpenPose frame files, in order
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         if path.suffix == ".pkl" and not path.name.startswith("float_"):
-            sources.append(KeypointSource(path, "pickle", path.stem))
+            # FastPoseGait's pose_<x>.pkl is stored as <x>, the name import-pkl gives its float_<x>.pkl partner
+            name = path.stem[len("pose_"):] if path.stem.startswith("pose_") and len(path.stem) > 5 else path.stem
+            sources.append(KeypointSource(path, "pickle", name))
         elif path.suffix == ".json":
             if _OPENPOSE_FRAME.match(path.name):
                 openpose.setdefault(path.parent, None)

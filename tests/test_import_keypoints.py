@@ -56,6 +56,10 @@ def write_all(src: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
         (folder / f"{view}.pkl").write_bytes(pickle.dumps(kp.astype(np.float32), protocol=4))
         good[f"{subject}/{cond}/{view}/{view}"] = kp if kp.shape[1] == 17 else kp[:, list(OPENPOSE18_TO_COCO17)]
     (src / "pkl/001/nm-01/090/float_090.pkl").write_bytes(pickle.dumps(np.zeros((2, 17, 64, 48), np.float16)))
+    fpg = src / "pkl/005/nm-02/108"  # FastPoseGait's float_/pose_ pair: the pose pickle is stored as "108"
+    fpg.mkdir(parents=True)
+    good["005/nm-02/108/108"] = walker(8, rng)
+    (fpg / "pose_108.pkl").write_bytes(pickle.dumps(good["005/nm-02/108/108"].astype(np.float32)))
     bad = src / "pkl/009/nm-01/000"
     bad.mkdir(parents=True)
     (bad / "joints16.pkl").write_bytes(pickle.dumps(np.ones((5, 16, 3), np.float32)))
@@ -120,7 +124,7 @@ def test_every_format_imports_and_every_bad_file_fails_alone(imported: tuple[Pat
     assert "0002_keypoints.json: malformed JSON" in failed["000_00"]
     assert len(failed) == 10 and not summary.skipped  # type: ignore[attr-defined]
     # the store holds the good ones only (walk_a.json has a non-dataset name and no mapping: its stem)
-    assert len(summary.written) == 5  # type: ignore[attr-defined]
+    assert len(summary.written) == 6  # type: ignore[attr-defined]
     for key, kp in good.items():
         if key.startswith("104/"):
             key = "walk_a/00/000/walk_a"
@@ -170,12 +174,12 @@ def test_round_trip_regen_mapping_and_resume(tmp_path: Path, capsys: pytest.Capt
     # without a mapping: everything, keypoint-only; a rerun skips what is there
     assert main(["import-keypoints", str(src), str(tmp_path / "plain"), "--no-progress"]) == 1
     assert main(["import-keypoints", str(src), str(tmp_path / "plain"), "--no-progress"]) == 1
-    assert "imported 0, skipped 5" in capsys.readouterr().out
+    assert "imported 0, skipped 6" in capsys.readouterr().out
     file = sequence_path(tmp_path / "plain", "001", "nm-01", "090", "090")
     before = read_sequence(file)
     # regen of a keypoint-only store: same frames, boxes and keypoints, heatmaps added
     summary = regen_store(tmp_path / "plain", tmp_path / "regen", progress=False)
-    assert len(summary.written) == 5 and not summary.failed
+    assert len(summary.written) == 6 and not summary.failed
     after = read_sequence(tmp_path / "regen" / file.relative_to(tmp_path / "plain"))
     for name in ("keypoints", "frame_indices", "boxes", "image_keypoints"):
         np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
@@ -186,5 +190,5 @@ def test_round_trip_regen_mapping_and_resume(tmp_path: Path, capsys: pytest.Capt
     assert np.abs(cells - before.keypoints[..., :2]).max() <= 0.55
     assert (cells == np.round(before.keypoints[..., :2])).mean() > 0.97
     assert main(["regen", str(tmp_path / "plain"), str(tmp_path / "regen"), "--no-progress"]) == 0
-    assert "regenerated 0, skipped 5" in capsys.readouterr().out
+    assert "regenerated 0, skipped 6" in capsys.readouterr().out
     assert main(["import-keypoints", str(tmp_path / "nowhere"), str(store)]) == 2
