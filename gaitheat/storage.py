@@ -41,7 +41,13 @@ reader refuses it with "format version 2" instead of misreading it. This reader 
 
 Readers check the magic, version, header checksum, total file size, array shapes, section
 checksums and NaNs, and raise :class:`StoreError` naming the file for anything wrong, including a
-read of a section the file does not hold. Writes are atomic (:mod:`gaitheat.atomic`).
+read of a section the file does not hold. Every header field is validated when the file is opened
+(chunk tables, offsets and lengths inside the body, array dtypes and shapes, at most the bytes T
+frames can need), so a tampered header with a recomputed checksum is a :class:`StoreError` too;
+joint counts other than 17 and heatmap sizes other than 64 x 48 are refused there, at load; and a
+compressed section that declares a decompressed size other than the header's is refused before
+it is decompressed (zstd would otherwise allocate whatever the frame declares). Memory stays bounded
+by what the header allows, whatever a file claims. Writes are atomic (:mod:`gaitheat.atomic`).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -77,6 +84,7 @@ HEATMAP_SOURCES = ("pose_model", "regenerated")
 CHUNK_FRAMES = 16
 ZSTD_LEVEL = 6
 _PREAMBLE = struct.Struct("<8sIII")
+_CHUNK_KEYS = ("start", "frames", "offset", "length", "crc32")
 
 COCO17_JOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -383,6 +391,9 @@ class SequenceFile:
                 magic, version, head_len, head_crc = _PREAMBLE.unpack(pre)
                 if magic != MAGIC:
                     raise StoreError(self.path, "not a gaitheat sequence file (bad magic)")
+                if head_len > size - _PREAMBLE.size:  # read() would allocate what the field claims
+                    raise StoreError(self.path, f"header claims {head_len} bytes, the file has "
+                                     f"{size - _PREAMBLE.size} after the preamble (truncated or corrupt)")
                 if version not in READ_VERSIONS:
                     raise StoreError(self.path, f"format version {version}, this gaitheat reads "
                                      f"{' and '.join(map(str, READ_VERSIONS))}")
@@ -406,9 +417,11 @@ class SequenceFile:
             self._aux = header["aux"]
             names = set(self._aux["arrays"])
             body_length = int(header["body_length"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise StoreError(self.path, f"malformed header ({exc})") from exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise StoreError(self.path, f"malformed header ({type(exc).__name__}: {exc})") from exc
         self._frames, self._joints, self._version = frames, joints, int(version)
+        _check_header(self.path, self.meta, frames, joints, self._heatmaps, self._silhouettes, self._aux,
+                      body_length)
         self._body_start = _PREAMBLE.size + head_len
         if size != self._body_start + body_length:
             raise StoreError(self.path, f"file is {size} bytes, header expects {self._body_start + body_length}"
@@ -471,16 +484,13 @@ class SequenceFile:
         if self._arrays is None:
             with open(self.path, "rb") as handle:
                 blob = self._read_section(handle, self._aux["offset"], self._aux["length"], self._aux["crc32"], "aux")
-            try:
-                raw = zstandard.ZstdDecompressor().decompress(blob, max_output_size=int(self._aux["raw_length"]))
-            except zstandard.ZstdError as exc:
-                raise StoreError(self.path, f"aux section does not decompress ({exc})") from exc
+            raw = _decompress(self.path, zstandard.ZstdDecompressor(), blob, self._aux["raw_length"], "aux section")
             t, j = self._frames, self._joints
             expected = {"keypoints": (t, j, 3), "frame_indices": (t,), "offset": (t, j), "scale": (t, j),
                         "boxes": (t, 4), "image_keypoints": (t, j, 3)}
             out = {}
-            for name, info in self._aux["arrays"].items():
-                arr = np.frombuffer(raw, dtype=np.dtype(info["dtype"]), count=int(np.prod(info["shape"])),
+            for name, info in self._aux["arrays"].items():  # dtypes, shapes and offsets checked with the header
+                arr = np.frombuffer(raw, dtype=np.dtype(info["dtype"]), count=math.prod(info["shape"]),
                                     offset=int(info["offset"])).reshape(info["shape"])
                 if name in expected and tuple(arr.shape) != expected[name]:
                     raise StoreError(self.path, f"{name} has shape {arr.shape}, expected {expected[name]}")
@@ -517,10 +527,7 @@ class SequenceFile:
                 info = section.chunks[int(chunk_no)]
                 what = f"{prefix} {chunk_no}"
                 blob = self._read_section(handle, info["offset"], info["length"], info["crc32"], what)
-                try:
-                    raw = decompressor.decompress(blob, max_output_size=info["frames"] * frame_bytes)
-                except zstandard.ZstdError as exc:
-                    raise StoreError(self.path, f"{what} does not decompress ({exc})") from exc
+                raw = _decompress(self.path, decompressor, blob, info["frames"] * frame_bytes, what)
                 if len(raw) != info["frames"] * frame_bytes:
                     raise StoreError(self.path, f"{what} has {len(raw)} bytes, expected {info['frames'] * frame_bytes}")
                 codes = np.frombuffer(raw, dtype=np.uint8).reshape(info["frames"], *section.shape[1:])
@@ -584,6 +591,95 @@ class SequenceFile:
             self.read_heatmaps()
         if "silhouettes" in self._sections:
             self.read_silhouettes()
+
+
+def _decompress(path: Path, decompressor: zstandard.ZstdDecompressor, blob: bytes, expected: int, what: str) -> bytes:
+    """Decompress one zstd frame of ``expected`` bytes, refusing before any allocation if it declares more.
+
+    ``max_output_size`` only applies to frames that do not state their size: a frame that states one
+    is decompressed into a buffer of the stated size, whatever the header says (a 12 KB chunk can
+    state 426 MB).
+    """
+    try:
+        declared = zstandard.frame_content_size(blob)
+    except zstandard.ZstdError as exc:
+        raise StoreError(path, f"{what} is not a zstd frame ({exc})") from exc
+    if declared not in (-1, expected):
+        raise StoreError(path, f"{what} declares {declared} decompressed bytes, the header expects {expected}")
+    try:
+        return decompressor.decompress(blob, max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise StoreError(path, f"{what} does not decompress ({exc})") from exc
+
+
+def _is_int(value: Any, low: int = 0, high: int = 2**63 - 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_chunks(path: Path, name: str, section: _Chunked, frames: int, frame_shape: tuple[int, ...],
+                  body_length: int) -> None:
+    """A chunked section's shape and chunk table agree with the frame count and stay inside the body."""
+    if section.shape != (frames, *frame_shape):
+        raise StoreError(path, f"{name} have shape {list(section.shape)}, expected {[frames, *frame_shape]}")
+    step = section.chunk_frames
+    if not _is_int(step, 1):
+        raise StoreError(path, f"malformed header ({name} chunk_frames {step!r})")
+    if len(section.chunks) != -(-frames // step):
+        raise StoreError(path, f"malformed header ({len(section.chunks)} {name} chunks for {frames} frames "
+                         f"of {step})")
+    for i, chunk in enumerate(section.chunks):
+        if not isinstance(chunk, dict) or not all(_is_int(chunk.get(k)) for k in _CHUNK_KEYS):
+            raise StoreError(path, f"malformed header ({name} chunk {i} is {chunk!r:.80})")
+        if (chunk["start"], chunk["frames"]) != (i * step, min(step, frames - i * step)):
+            raise StoreError(path, f"malformed header ({name} chunk {i} covers frames {chunk['start']}.."
+                             f"{chunk['start'] + chunk['frames'] - 1}, expected {i * step}..)")
+        if chunk["offset"] + chunk["length"] > body_length or chunk["crc32"] >= 2**32:
+            raise StoreError(path, f"malformed header ({name} chunk {i} lies outside the body)")
+
+
+def _check_header(path: Path, meta: SequenceMeta, frames: int, joints: int, heatmaps: _Chunked | None,
+                  silhouettes: _Chunked | None, aux: Any, body_length: int) -> None:
+    """Every field a reader will use, checked once at open: a tampered header whose checksum was
+    recomputed still gives a :class:`StoreError` naming the file, never an ``IndexError`` later.
+
+    Joint counts and heatmap sizes other than gaitheat's (17 COCO joints, 64 x 48) are refused here,
+    at load, rather than deep inside a model.
+    """
+    if not _is_int(frames, 1, 10**8) or not _is_int(body_length):
+        raise StoreError(path, f"malformed header (frames {frames!r}, body_length {body_length!r})")
+    if joints != NUM_JOINTS or meta.joint_layout != JOINT_LAYOUT:
+        raise StoreError(path, f"holds {joints} joints ({meta.joint_layout}); gaitheat reads {NUM_JOINTS} "
+                         f"({JOINT_LAYOUT})")
+    size = tuple(meta.heatmap_size)
+    if size != HEATMAP_SIZE:
+        raise StoreError(path, f"heatmap size {'x'.join(map(str, size))}; gaitheat reads "
+                         f"{HEATMAP_SIZE[0]}x{HEATMAP_SIZE[1]} heatmaps")
+    if heatmaps is not None:
+        _check_chunks(path, "heatmaps", heatmaps, frames, (NUM_JOINTS, *HEATMAP_SIZE), body_length)
+    if silhouettes is not None:
+        _check_chunks(path, "silhouettes", silhouettes, frames, SILHOUETTE_SIZE, body_length)
+    if not isinstance(aux, dict) or not all(_is_int(aux.get(k)) for k in ("offset", "length", "raw_length", "crc32")):
+        raise StoreError(path, "malformed header (aux section)")
+    if aux["offset"] + aux["length"] > body_length:
+        raise StoreError(path, "malformed header (aux section lies outside the body)")
+    # the small arrays of T frames: keypoints, image keypoints, offset/scale, boxes, frame indices
+    most = frames * (NUM_JOINTS * 32 + 24) + 4096
+    if aux["raw_length"] > most:
+        raise StoreError(path, f"aux section claims {aux['raw_length']} bytes, at most {most} for {frames} frames")
+    arrays = aux.get("arrays")
+    if not isinstance(arrays, dict):
+        raise StoreError(path, "malformed header (aux arrays)")
+    for name, info in arrays.items():
+        try:
+            dtype = np.dtype(info["dtype"])
+            shape = info["shape"]
+            ok = (dtype.kind in "fiu" and dtype.fields is None and dtype.subdtype is None
+                  and isinstance(shape, list) and all(_is_int(n) for n in shape) and _is_int(info["offset"])
+                  and info["offset"] + math.prod(shape) * dtype.itemsize <= aux["raw_length"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise StoreError(path, f"malformed header (aux array {name!r}: {exc})") from exc
+        if not ok:
+            raise StoreError(path, f"malformed header (aux array {name!r}: {info!r:.120})")
 
 
 def read_sequence(path: str | Path, frames: Sequence[int] | np.ndarray | None = None) -> HeatmapSequence:
