@@ -179,7 +179,7 @@ def check_samples(num_joints: int, size: tuple[int, int], frames: Sequence[int],
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, int8: bool = False,
-                check_frames: Sequence[int] = (30, 7, 61), trace_frames: int = 30) -> ExportReport:
+                check_frames: Sequence[int] = (7, 61), trace_frames: int = 30) -> ExportReport:
     """Export a checkpoint's retrieval network to ``out`` and check it against PyTorch.
 
     Args:

@@ -229,3 +229,33 @@ def test_live_stream_reconnects_after_the_server_dies(walkers_gallery: dict[str,
     assert any(e["event"] != "status" for e in events[after:])  # frames were processed after reconnecting
     enters = sorted(e["track_id"] for e in events if e["event"] == "enter")
     assert enters and enters == sorted(e["track_id"] for e in events if e["event"] == "leave")
+
+
+@pytest.mark.slow
+def test_ctrl_c_flushes_final_events_and_exits_cleanly(walkers_gallery: dict[str, Any], media_dir: Path,
+                                                       tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    events_file = tmp_path / "events.jsonl"
+    args = live_args(walkers_gallery, str(media_dir / "vtest.avi"), events_file, "--live")
+    proc = subprocess.Popen([sys.executable, "-m", "gaitheat", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (events_file.exists() and '"enter"' in events_file.read_text()):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    events = read_events(events_file)
+    assert events[-1]["status"] == "ended" and events[-1]["reason"] == "interrupted"
+    assert events[-1]["processed"] < 795  # stopped early, not at the end of the file
+    enters = sorted(e["track_id"] for e in events if e["event"] == "enter")
+    assert enters and enters == sorted(e["track_id"] for e in events if e["event"] == "leave")
+    assert "Traceback" not in err
