@@ -41,7 +41,9 @@ skip off), and reports how far the single composite warp, and bf16 when asked fo
 
 JSON keys: params_full_width, train_speedup, infer_speedup, train_s_per_frame, infer_ms_per_frame,
 peak_mb_per_train_frame (all for (a); speedups are (b) time / (a) time), then the same for (b)
-(``faithful_*``), CPU-time speedups, embedding differences and ``<kind>_speedup_<variant>``.
+(``faithful_*``), CPU-time speedups, embedding differences and ``<kind>_speedup_<variant>``;
+``train_speedup_auto`` / ``infer_speedup_auto``: ``precision: auto`` (always run; what it resolves to on
+this machine is ``precision_auto``) over (a) in fp32, fastest reps.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from gaitheat.device import amp_for, resolve_precision
 from gaitheat.experiment import ModelConfig, TrainConfig
 from gaitheat.heap import retain_freed_memory
 from gaitheat.losses import gait_loss
@@ -163,35 +166,42 @@ def sync(device: torch.device) -> None:
 
 
 def train_runner(
-    model: GaitHeat, x: torch.Tensor, labels: torch.Tensor, faithful: bool, bf16: bool = False, compiled: bool = False
+    model: GaitHeat, x: torch.Tensor, labels: torch.Tensor, faithful: bool, bf16: bool = False, compiled: bool = False,
+    precision: str | None = None,
 ) -> Callable[[], object]:
     """One SGD training step (forward, six losses, backward, step) of its own copy of ``model``.
 
     ``compiled`` runs the step as ``gaitheat train`` does with ``train.compile: true``
-    (:func:`gaitheat.train.compile_for_training`); the first call compiles.
+    (:func:`gaitheat.train.compile_for_training`); the first call compiles. ``precision`` (e.g. ``auto``)
+    replaces ``bf16`` and goes through :func:`gaitheat.device.amp_for`, GradScaler included, as in training.
     """
     cfg = TrainConfig()
+    amp = amp_for(precision or ("bf16" if bf16 else "fp32"), x.device)
+    scaler = torch.amp.GradScaler(x.device.type, enabled=amp.grad_scaler)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
     forward = compile_for_training(model, x.device) if compiled else model
 
     def step() -> object:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(x.device.type, dtype=amp.dtype, enabled=amp.autocast):
             out = official_forward(model, x) if faithful else forward(x)
         loss, _ = gait_loss(out, labels, cfg)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss
 
     return step
 
 
-def infer_runner(model: GaitHeat, x: torch.Tensor, faithful: bool, bf16: bool = False) -> Callable[[], torch.Tensor]:
+def infer_runner(model: GaitHeat, x: torch.Tensor, faithful: bool, bf16: bool = False, precision: str | None = None
+                 ) -> Callable[[], torch.Tensor]:
     """Embed the batch: (b) the full official forward under no_grad, (a) ``embed`` under inference_mode."""
+    amp = amp_for(precision or ("bf16" if bf16 else "fp32"), x.device)
 
     def run() -> torch.Tensor:
         ctx = torch.no_grad() if faithful else torch.inference_mode()
-        with ctx, torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with ctx, torch.autocast(x.device.type, dtype=amp.dtype, enabled=amp.autocast):
             return (official_forward(model, x).embedding if faithful else model.embed(x)).float()
 
     return run
@@ -220,6 +230,11 @@ def build_rows(
         Row("(b) faithful", "infer", frames, infer_runner(eval_faithful, x, True)),
         Row("(a) ours" + suffix, "infer", frames, infer_runner(fast, x, False, bf16)),
     ]
+    # precision auto (the default of train.precision and eval.precision), resolved for this device
+    auto = f"(a) precision auto = {resolve_precision('auto', x.device)}"
+    rows.append(Row(auto, "train", frames, train_runner(train_model(False), x, labels, False, compiled=compiled,
+                                                        precision="auto")))
+    rows.append(Row(auto, "infer", frames, infer_runner(fast, x, False, precision="auto")))
     if "eager" in variants and compiled:
         eager_step = train_runner(train_model(False), x, labels, False, bf16)
         rows.append(Row("(a) eager" + suffix, "train", frames, eager_step))
@@ -395,7 +410,10 @@ def report(rows: list[Row], check: dict[str, float], params: int, as_json: bool,
         **check,
     }
     for r in rows:
-        if not r.name.startswith(("(a) ours", "(b)")):
+        if r.name.startswith("(a) precision auto"):  # auto over (a), fp32 unless --precision bf16
+            result[f"{r.kind}_speedup_auto"] = round(ours[r.kind].best / r.best, 3)
+            result["precision_auto"] = r.name.rsplit(" ", 1)[-1]
+        elif not r.name.startswith(("(a) ours", "(b)")):
             key = r.name.removeprefix("(a) ").replace(" ", "_").replace(",", "").replace("+_", "")
             result[f"{r.kind}_speedup_{key}"] = round(faithful[r.kind].best / r.best, 3)
     if as_json:

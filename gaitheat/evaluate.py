@@ -108,7 +108,8 @@ def embed_sequences(
             used (``<= 0``: all), then min-max normalised per sequence.
         device: where to run; None = where the model's parameters are.
         batch_size: sequences per forward pass (zero-padded, with lengths; the result does not depend on it).
-        precision: ``fp32`` | ``fp16`` (CUDA only) | ``bf16`` autocast.
+        precision: ``auto`` (:func:`gaitheat.device.resolve_precision`) | ``fp32`` | ``fp16`` (CUDA only) |
+            ``bf16`` autocast.
     Returns:
         (N, D, P) float32.
     """
@@ -440,6 +441,7 @@ def evaluate_checkpoint(
 
     from gaitheat import distributed
     from gaitheat.checkpoint import load_model
+    from gaitheat.device import resolve_precision
     from gaitheat.models import GaitHeat
     from gaitheat.models.inference import optimise_for_inference
 
@@ -480,6 +482,7 @@ def evaluate_checkpoint(
         "partition": partition or protocol.partition or "all subjects", "gamma_deg": gamma,
         "num_sequences": len(rows), "num_subjects": len({r.subject for r in rows}),
         "frames_test_max": cfg.data.frames_test_max, "precision": cfg.eval.precision,
+        "precision_used": "fp32" if onnx is not None else resolve_precision(cfg.eval.precision, info_dist.device),
         "backend": "torch" if onnx is None else f"onnx ({Path(onnx).name})",
         "complete": not missing, "left_out": missing.to_dict() if missing else None,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: gaitheat.device.resolve_precision
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class TrainConfig:
     # loss weights per branch, in the order part, global, fusion
     triplet_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     ce_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    precision: Precision = "fp16"  # fp16 applies on CUDA only; on CPU it falls back to fp32
+    precision: Precision = "auto"  # fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     seed: int = 0
     out: str = "runs/experiment"  # checkpoints, TensorBoard, reports
     checkpoint_every: int = 10000
@@ -92,7 +92,7 @@ class EvalConfig:
     batch_size: int = 4  # sequences per forward pass on CUDA (zero-padded + lengths); CPU: one at a time
     # test subjects: partition name or JSON; "" = the protocol's shipped one (custom: data.partition, else all)
     partition: str = ""
-    precision: Precision = "fp32"  # fp16/bf16 autocast at test (fp16 on CUDA only); embeddings are fp32
+    precision: Precision = "auto"  # autocast at test as train's auto (fp16 on CUDA only); embeddings are fp32
     # custom protocol only: gallery conditions and named probe sets of conditions (shell patterns)
     gallery: tuple[str, ...] = ()
     probes: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -154,17 +154,20 @@ class OnnxWindowNet:
         return self.model.run(raw[None])[0]
 
 
-def frame_net_for(embedder: Any, precision: str = "fp32") -> TorchFrameNet | OnnxWindowNet:
-    """The per-frame network of a :class:`gaitheat.gallery.service.Embedder`."""
+def frame_net_for(embedder: Any) -> TorchFrameNet | OnnxWindowNet:
+    """The per-frame network of a :class:`gaitheat.gallery.service.Embedder`, in its precision
+    (``auto``: :func:`gaitheat.device.amp_for`)."""
     from gaitheat.export_onnx import OnnxModel
 
     if isinstance(embedder.model, OnnxModel):
         return OnnxWindowNet(embedder.model)
     import torch
 
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    device = embedder.device or "cpu"
-    return TorchFrameNet(embedder.model.to(device).eval(), device, dtype)
+    from gaitheat.device import amp_for
+
+    device = torch.device(embedder.device or "cpu")
+    amp = amp_for(getattr(embedder, "precision", "fp32"), device)
+    return TorchFrameNet(embedder.model.to(device).eval(), device, amp.dtype if amp.autocast else None)
 
 
 class TrackWindow:

@@ -42,12 +42,13 @@ class Embedder:
     sha256: str
     checkpoint: str
     device: str | None = None
+    precision: str = "auto"  # gaitheat.device.resolve_precision: fp16 on CUDA, bf16 on native-bf16 CPUs
 
     def embed(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """(T, J, H, W) heatmap sequences -> (N, D, P) float32."""
         from gaitheat.evaluate import embed_sequences
 
-        return embed_sequences(self.model, sequences, device=self.device)
+        return embed_sequences(self.model, sequences, device=self.device, precision=self.precision)
 
 
 def load_embedder(checkpoint: str | Path, device: str | None = None) -> Embedder:
