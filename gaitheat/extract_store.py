@@ -77,6 +77,11 @@ def _config_digest(cfg: ExtractConfig) -> str:
     data = to_dict(cfg)
     for how_not_what in ("created", "detector_thread"):  # settings that do not change the output
         data.pop(how_not_what, None)
+    # Silhouettes count only where they are written (BlazePose has a mask, onnx none), and "off" hashes
+    # like the markers made before the setting existed, whose stores have none: such a store is redone
+    # once when silhouettes are wanted, and stays done with ``silhouettes: false``.
+    if data.pop("silhouettes", False) and cfg.pose == "blazepose":
+        data["silhouettes"] = True
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,9 @@
 """Pictures of a stored sequence, to check extraction by eye: each frame shows the source image with
-the crop box, and the person crop with the heatmaps (max over joints) and the skeleton overlaid.
+the crop box, and the person crop with the heatmaps (max over joints) and the skeleton overlaid, and,
+when the file has silhouettes, the frame's 64 x 44 silhouette beside them (white on black, 4x).
 
 If the source video is no longer where ``SequenceMeta.source`` says, the heatmaps are drawn on black.
+A file with silhouettes but no heatmaps (an OpenGait silhouette import) shows its silhouettes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from gaitheat.storage import HeatmapSequence
 
 PANEL_H, PANEL_W = 256, 192
+SILHOUETTE_PANEL_W = 176  # 44 columns at the panel's 4x (64 rows -> 256)
 # COCO-17 limbs for the skeleton drawing.
 SKELETON = ((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
             (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))
@@ -45,7 +48,30 @@ def _source_frames(seq: HeatmapSequence, wanted: np.ndarray, source: Path | None
 
 
 def draw_frame(seq: HeatmapSequence, i: int, rgb: np.ndarray | None) -> np.ndarray:
-    """Panel pair for position ``i``: ``(256, W, 3)`` uint8 RGB."""
+    """Panels for position ``i``: ``(256, W, 3)`` uint8 RGB."""
+    import cv2
+
+    panels = []
+    if seq.heatmaps is not None or seq.silhouettes is None:
+        panels.append(_heatmap_panel(seq, i, rgb))
+    if seq.silhouettes is not None:
+        grey = cv2.resize(seq.silhouettes[i], (SILHOUETTE_PANEL_W, PANEL_H), interpolation=cv2.INTER_NEAREST)
+        panels.append(np.repeat(grey[..., None], 3, axis=2))
+    person = np.concatenate(panels, axis=1)
+    box = seq.boxes[i] if seq.boxes is not None else None
+    if rgb is None:
+        return person
+    view = rgb.copy()
+    if box is not None:
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        cv2.rectangle(view, (x1, y1), (x2, y2), (0, 255, 0), max(1, rgb.shape[0] // 200))
+    width = round(view.shape[1] * PANEL_H / view.shape[0])
+    view = cv2.resize(view, (width, PANEL_H), interpolation=cv2.INTER_AREA)
+    return np.concatenate([view, person], axis=1)
+
+
+def _heatmap_panel(seq: HeatmapSequence, i: int, rgb: np.ndarray | None) -> np.ndarray:
+    """The person crop (or black) with heatmaps and skeleton: ``(256, 192, 3)`` uint8 RGB."""
     import cv2
 
     from gaitheat.crop import crop_person
@@ -69,15 +95,7 @@ def draw_frame(seq: HeatmapSequence, i: int, rgb: np.ndarray | None) -> np.ndarr
     score = float(points[:, 2].mean())
     cv2.putText(person, f"f{int(seq.frame_indices[i])} s{score:.2f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                 (255, 255, 255), 1, cv2.LINE_AA)
-    if rgb is None:
-        return person
-    view = rgb.copy()
-    if box is not None:
-        x1, y1, x2, y2 = (round(float(v)) for v in box)
-        cv2.rectangle(view, (x1, y1), (x2, y2), (0, 255, 0), max(1, rgb.shape[0] // 200))
-    width = round(view.shape[1] * PANEL_H / view.shape[0])
-    view = cv2.resize(view, (width, PANEL_H), interpolation=cv2.INTER_AREA)
-    return np.concatenate([view, person], axis=1)
+    return person
 
 
 def render_preview(seq: HeatmapSequence, out: str | Path, frames: int = 6, source: str | Path | None = None,

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "show": "show",
     "index": "index",
     "import-pkl": "import_pkl",
+    "import-silhouettes": "import_silhouettes",
     "export-pkl": "export_pkl",
     "import-keypoints": "import_keypoints",
     "regen": "regen",
