@@ -572,3 +572,65 @@ def test_a_chunk_that_declares_400_mb_allocates_nothing(world: World) -> None:
     run = subprocess.run([sys.executable, "-c", script, str(bad)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "declares 419430400 decompressed bytes" in run.stdout
+
+
+BAD_ARRAYS: dict[str, tuple[bytes | None, str]] = {
+    "zero-byte": (b"", r"empty file"),
+    "truncated": (pickle.dumps(np.zeros((3, 17, 3), np.float32))[:40], r"not a readable pickle"),
+    "wrong-type": (pickle.dumps({"keypoints": [1, 2]}), r"refusing|expected a numeric"),
+    "claims-11-gb": (BAD_PICKLES["claims-11-gb"][0], r"called directly"),
+    "wrong-shape": (None, r"shape|expected"),
+    "nan": (None, r"NaN|finite"),
+}
+
+
+def _array_payload(case: str, good: np.ndarray) -> bytes:
+    payload, _ = BAD_ARRAYS[case]
+    if payload is not None:
+        return payload
+    if case == "wrong-shape":
+        return pickle.dumps(good[..., :2].copy() if good.ndim == 3 and good.shape[-1] == 3 else good[:, :10])
+    bad = good.astype(np.float32)
+    bad[0, 0] = np.nan
+    return pickle.dumps(bad)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARRAYS))
+def test_import_keypoints(cli, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+    good = np.random.default_rng(0).uniform(10, 200, (8, 17, 3)).astype(np.float32)
+    good[..., 2] = 0.9
+    for subject in ("001", "002"):
+        (tmp_path / f"pkl/{subject}/nm-01/000").mkdir(parents=True)
+    (tmp_path / "pkl/001/nm-01/000/pose_000.pkl").write_bytes(pickle.dumps(good))
+    bad = tmp_path / "pkl/002/nm-01/000/pose_000.pkl"
+    bad.write_bytes(_array_payload(case, good))
+    code, _, err = cli(["import-keypoints", str(tmp_path / "pkl"), str(tmp_path / "store"), "--no-progress"])
+    assert code == 1
+    _one_line(err, bad, BAD_ARRAYS[case][1])
+    assert len(list((tmp_path / "store").glob("*/*/*/*.ghs"))) == 1 and not (tmp_path / "store/002").exists()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARRAYS))
+def test_import_silhouettes(cli, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+    good = np.zeros((8, 64, 44), np.uint8)
+    good[:, 10:50, 15:30] = 255
+    for subject in ("001", "002"):
+        (tmp_path / f"sil/{subject}/nm-01/000").mkdir(parents=True)
+    (tmp_path / "sil/001/nm-01/000/000.pkl").write_bytes(pickle.dumps(good))
+    bad = tmp_path / "sil/002/nm-01/000/000.pkl"
+    bad.write_bytes(_array_payload(case, good))
+    code, _, err = cli(["import-silhouettes", str(tmp_path / "sil"), str(tmp_path / "store")])
+    assert code == 1
+    _one_line(err, bad, BAD_ARRAYS[case][1] + "|silhouette")
+    assert len(list((tmp_path / "store").glob("*/*/*/*.ghs"))) == 1 and not (tmp_path / "store/002").exists()
+
+
+@pytest.mark.parametrize("case", [c for c in GHS_CASES if c != "missing"])
+def test_regen(world: World, cli, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+    store = world.store_with(case, tmp_path)
+    bad = sequence_path(store, "003", "nm-02", "000")
+    code, _, err = cli(["regen", str(store), str(tmp_path / "regen"), "--no-progress"])
+    assert code == 1
+    _one_line(err, bad, BAD_GHS[case][1])
+    assert len(list((tmp_path / "regen").glob("*/*/*/*.ghs"))) == 5
+    assert not sequence_path(tmp_path / "regen", "003", "nm-02", "000").exists()
