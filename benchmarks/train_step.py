@@ -175,7 +175,7 @@ def train_runner(
     (:func:`gaitheat.train.compile_for_training`); the first call compiles. ``precision`` (e.g. ``auto``)
     replaces ``bf16`` and goes through :func:`gaitheat.device.amp_for`, GradScaler included, as in training.
     """
-    cfg = TrainConfig()
+    cfg = ModelConfig()  # its loss settings (GaitHeat's six terms)
     amp = amp_for(precision or ("bf16" if bf16 else "fp32"), x.device)
     scaler = torch.amp.GradScaler(x.device.type, enabled=amp.grad_scaler)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)

@@ -7,7 +7,10 @@ A checkpoint ``OUT/checkpoints/step-0001000.pt`` is a ``torch.save`` dict with:
 * ``rng``: one entry per rank (python ``random``, numpy, torch CPU and CUDA generator states);
 * ``sampler``: seed, P and K of the identity sampler;
 * ``config``: the resolved :class:`~gaitheat.experiment.ExperimentConfig` as plain data;
-* ``num_classes`` and ``subjects``: the sorted train subjects the class indices refer to.
+* ``num_classes`` and ``subjects``: the sorted train subjects the class indices refer to;
+* ``format``: 2. Format 1 (no ``format`` key) kept the loss settings in ``config.train``;
+  :func:`read_checkpoint` moves them to ``config.model`` (:func:`migrate_config`), so every
+  checkpoint reads in today's layout and rebuilds its model through the registry.
 
 ``last.pt`` is a hard link to (or, where links fail, a copy of) the newest step file; only the
 newest ``keep_last`` step files are kept. Every file is written to a temporary sibling and renamed
@@ -33,7 +36,9 @@ import numpy as np
 import torch
 
 from gaitheat.atomic import atomic_open
+from gaitheat.experiment import migrate_config
 
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
@@ -110,6 +115,7 @@ def save_checkpoint(out: str | Path, state: TrainState, config: dict[str, Any], 
         The step file's path.
     """
     payload = {
+        "format": CHECKPOINT_FORMAT,
         "step": state.step,
         "model": unwrap(state.model).state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -192,6 +198,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise ValueError(f"{path}: not a gaitheat checkpoint (missing {sorted(missing)})")
     payload["sha256"] = hashlib.sha256(data).hexdigest()
+    if int(payload.get("format", 1)) > CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {payload['format']}, this gaitheat reads up to "
+                         f"{CHECKPOINT_FORMAT}")
+    if isinstance(payload["config"], dict):
+        try:
+            payload["config"] = migrate_config(payload["config"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: stored config does not migrate ({exc})") from exc
     return payload
 
 
@@ -222,10 +236,15 @@ def restore_state(payload: dict[str, Any], state: TrainState, rank: int = 0) -> 
         restore_rng(rng[rank])
 
 
-def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
-               ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "cpu",
+               model_config: Any = None) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """The trained network of a checkpoint, ready for inference.
 
+    Args:
+        checkpoint_path: a ``.pt`` written by training (any format).
+        map_location: where the model goes.
+        model_config: build with this model config instead of the stored one (same weights), e.g.
+            the stored one adjusted for a target protocol (:meth:`ModelConfig.for_target`).
     Returns:
         (model in eval mode on ``map_location``, its :class:`~gaitheat.experiment.ExperimentConfig`,
         info with ``num_classes``, ``step``, ``sha256`` of the checkpoint file, ``subjects`` and ``path``).
@@ -242,7 +261,10 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     except ConfigError as exc:
         raise ValueError(f"{checkpoint_path}: stored config does not load ({exc})") from exc
     num_classes = int(payload.get("num_classes", 0))
-    model = build_model(cfg.model, num_classes)
+    try:
+        model = build_model(cfg.model if model_config is None else model_config, num_classes)
+    except KeyError as exc:
+        raise ValueError(f"{checkpoint_path}: {exc.args[0] if exc.args else exc}") from exc
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

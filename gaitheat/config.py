@@ -11,7 +11,12 @@ This module only knows how to turn plain data into such a dataclass and back:
 * numbers are read as a person types them, in files and overrides alike: YAML 1.1 reads ``1e-3``,
   ``1E5`` and ``5.e-4`` as strings (its floats need a dot and a signed exponent), so a ``float``
   field also takes any decimal number written as a string, and an ``int`` field takes one that is
-  a whole number (``1e4`` steps, ``2000.0``); ``nan`` and fractions for integers stay errors.
+  a whole number (``1e4`` steps, ``2000.0``); ``nan`` and fractions for integers stay errors;
+* a field whose metadata holds ``config_class`` is polymorphic: ``config_class(mapping)`` picks the
+  dataclass (a subclass of the field's type) the mapping loads into, e.g. the ``model`` section by
+  its ``name``; an unknown name is an error naming the nearest known one;
+* a dataclass with a ``__migrate__(data) -> data`` static method gets its plain data passed through
+  it first, so older layouts (moved keys) still load.
 
 The library below ``build_*`` functions never sees a config object: configs are converted to
 constructor arguments at the edge (style §4, §5).
@@ -158,6 +163,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
             value of the wrong type.
     """
     assert dataclasses.is_dataclass(cls), cls
+    migrate = getattr(cls, "__migrate__", None)
+    if migrate is not None:
+        try:
+            data = migrate(data)
+        except ValueError as exc:
+            raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
@@ -166,13 +177,28 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
     kwargs = {}
     for name, field in fields.items():
         if name in data:
-            kwargs[name] = _convert(data[name], hints[name], _join(path, name))
+            tp = hints[name]
+            choose = field.metadata.get("config_class")
+            if choose is not None and isinstance(data[name], Mapping):
+                tp = _chosen_class(choose, data[name], tp, _join(path, name))
+            kwargs[name] = _convert(data[name], tp, _join(path, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{_join(path, name)}'")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path or cls.__name__}: {exc}") from exc
+
+
+def _chosen_class(choose: Any, value: Mapping[str, Any], base: Any, path: str) -> Any:
+    """The dataclass a polymorphic field's mapping loads into (see the module docstring)."""
+    try:
+        chosen = choose(value)
+    except KeyError as exc:
+        raise ConfigError(f"{path}: {exc.args[0] if exc.args else exc}") from None
+    if not (isinstance(chosen, type) and isinstance(base, type) and issubclass(chosen, base)):
+        raise ConfigError(f"{path}: {chosen!r} is not a {_type_name(base)}")
+    return chosen
 
 
 def to_dict(obj: Any) -> Any:

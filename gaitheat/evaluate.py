@@ -43,27 +43,31 @@ from gaitheat.protocols import (
     missing_cells,
     select_conditions,
 )
-from gaitheat.storage import StoreError
+from gaitheat.storage import HeatmapSequence, StoreError
 
 if TYPE_CHECKING:
     import torch
 
+    from gaitheat.datasets.sequences import Batch
     from gaitheat.experiment import EvalConfig, ExperimentConfig
     from gaitheat.manifest import ManifestRow
+    from gaitheat.models.spec import Distance, FramePolicy, ModelSpec
 
 log = logging.getLogger(__name__)
 
 
 def embed_batches(
     model: torch.nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Batch | tuple[torch.Tensor, torch.Tensor | None]],
     device: str | torch.device | None = None,
     precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
-    """Yield (B, D, P) float32 embeddings of ``(heatmaps (B, T, J, H, W), lengths (B,))`` batches.
+    """Yield (B, D, P) float32 embeddings of batches: ``model.embed(**batch.inputs, lengths=batch.lengths)``.
 
-    Heatmaps must already be normalised per sequence and zero-padded after ``lengths``. The model is
-    put in eval mode (deterministic PGHA) and run under ``torch.inference_mode``.
+    A batch is a :class:`~gaitheat.datasets.sequences.Batch`, or a ``(heatmaps, lengths)`` pair (the
+    heatmaps-only layout). Inputs must already be loaded (:mod:`gaitheat.inputs`: normalised) and
+    zero-padded after ``lengths``. The model is put in eval mode (deterministic) and run under
+    ``torch.inference_mode``; a model without ``embed`` gives its forward's ``embedding``.
     """
     import torch
 
@@ -74,10 +78,15 @@ def embed_batches(
     amp = amp_for(precision, dev)
     embed = getattr(model, "embed", None)
     with torch.inference_mode():
-        for heatmaps, lengths in batches:
-            x = heatmaps.to(dev, non_blocking=True)
+        for batch in batches:
+            if isinstance(batch, tuple):
+                inputs, lengths = {"heatmaps": batch[0]}, batch[1]
+            else:
+                inputs, lengths = batch.inputs, batch.lengths
+            inputs = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
             with torch.autocast(dev.type, dtype=amp.dtype, enabled=amp.autocast):
-                out = embed(x, lengths) if embed is not None else model(x, lengths).embedding
+                out = embed(**inputs, lengths=lengths) if embed is not None else \
+                    model(**inputs, lengths=lengths).embedding
             yield out.float().cpu().numpy()
 
 
@@ -92,41 +101,68 @@ def pad_batch(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tens
     return out, lengths
 
 
+def test_positions(num_frames: int, frames: FramePolicy, max_frames: int, window: int) -> np.ndarray:
+    """The frames a test embedding uses: the first ``max_frames`` in order (``all``) or the centred window."""
+    from gaitheat.datasets.sequences import centred_window_positions, eval_frame_positions
+
+    if frames.test == "window":
+        return centred_window_positions(num_frames, window)
+    return eval_frame_positions(num_frames, max_frames)
+
+
 def embed_sequences(
     model: torch.nn.Module,
-    sequences: Iterable[np.ndarray],
+    sequences: Iterable[HeatmapSequence | np.ndarray],
     device: str | torch.device | None = None,
     max_frames: int = 720,
     batch_size: int = 1,
     precision: str = "fp32",
+    spec: ModelSpec | None = None,
+    window: int = 60,
 ) -> np.ndarray:
-    """Retrieval embeddings of raw heatmap sequences, in input order.
+    """Retrieval embeddings of in-memory sequences, in input order, through the model's declared inputs.
 
     Args:
-        model: a GaitHeat network (anything with ``embed(heatmaps, lengths) -> (B, D, P)``).
-        sequences: (T, J, H, W) arrays, not yet normalised; only the first ``max_frames`` frames are
-            used (``<= 0``: all), then min-max normalised per sequence.
+        model: a registered network (``embed(*, lengths, **inputs) -> (B, D, P)``) or anything with
+            that method.
+        sequences: :class:`~gaitheat.storage.HeatmapSequence` s (the inputs of ``spec`` are loaded from
+            them by :func:`gaitheat.inputs.load_inputs`), or raw (T, J, H, W) heatmap arrays (GaitHeat's
+            input). Test frames follow ``spec.frames``: the first ``max_frames`` (``<= 0``: all) or the
+            centred ``window``; loaded inputs are normalised as at test time.
         device: where to run; None = where the model's parameters are.
         batch_size: sequences per forward pass (zero-padded, with lengths; the result does not depend on it).
         precision: ``auto`` (:func:`gaitheat.device.resolve_precision`) | ``fp32`` | ``fp16`` (CUDA only) |
             ``bf16`` autocast.
+        spec: the model's spec (None: GaitHeat's, raw heatmaps).
+        window: test frames under a ``window`` test policy.
     Returns:
         (N, D, P) float32.
+    Raises:
+        StoreError: a sequence lacks a section the inputs need; ValueError: a malformed array.
     """
-    from gaitheat.transforms import normalise_sequence
+    from gaitheat.datasets.sequences import collate
+    from gaitheat.inputs import load_inputs
+    from gaitheat.models.spec import FramePolicy
+    from gaitheat.storage import SequenceMeta
 
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        pending: list[np.ndarray] = []
+    inputs = spec.inputs if spec is not None else {"heatmaps": "heatmaps"}
+    frames = spec.frames if spec is not None else FramePolicy()
+
+    def batches() -> Iterator[Batch]:
+        pending: list[Any] = []
         for i, seq in enumerate(sequences):
-            seq = np.asarray(seq)
-            if seq.ndim != 4 or seq.shape[0] < 1:
-                raise ValueError(f"sequence {i}: expected (T, J, H, W) heatmaps with T >= 1, got shape {seq.shape}")
-            pending.append(normalise_sequence(seq[:max_frames] if max_frames > 0 else seq))
+            if not isinstance(seq, HeatmapSequence):
+                arr = np.asarray(seq)
+                if arr.ndim != 4 or arr.shape[0] < 1:
+                    raise ValueError(f"sequence {i}: expected (T, J, H, W) heatmaps with T >= 1, got shape {arr.shape}")
+                seq = HeatmapSequence(arr, None, np.arange(arr.shape[0]), SequenceMeta("", "", ""))
+            positions = test_positions(seq.num_frames, frames, max_frames, window)
+            pending.append((load_inputs(seq, inputs, positions, test=True, where=f"sequence {i}"), -1, i))
             if len(pending) == batch_size:
-                yield pad_batch(pending)
+                yield collate(pending)
                 pending = []
         if pending:
-            yield pad_batch(pending)
+            yield collate(pending)
 
     parts = list(embed_batches(model, batches(), device, precision))
     if not parts:
@@ -223,10 +259,10 @@ class _TestItems:
 
 
 def _collate_or_error(items: Sequence[Any]) -> Any:
-    from gaitheat.datasets.sequences import collate_padded
+    from gaitheat.datasets.sequences import collate
 
     errors = [x for x in items if isinstance(x, StoreError)]
-    return errors[0] if errors else collate_padded(items)
+    return errors[0] if errors else collate(items)
 
 
 def embed_store(
@@ -241,11 +277,15 @@ def embed_store(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    spec: ModelSpec | None = None,
+    window: int = 60,
+    needed_by: str = "",
 ) -> np.ndarray:
     """Embeddings of stored sequences, in ``rows`` order, sharded over ranks when ``world_size > 1``.
 
-    Reads lazily through :class:`gaitheat.datasets.sequences.GaitDataset` in test mode (first
-    ``max_frames`` frames, normalised per sequence), ``workers`` DataLoader processes decoding ahead.
+    Reads lazily through :class:`gaitheat.datasets.sequences.GaitDataset` in test mode (the inputs of
+    ``spec``, GaitHeat's heatmaps when None; first ``max_frames`` frames or the centred ``window`` as
+    ``spec.frames`` says, normalised per sequence), ``workers`` DataLoader processes decoding ahead.
 
     Returns:
         (len(rows), D, P) float32 on every rank.
@@ -256,20 +296,22 @@ def embed_store(
     from gaitheat.progress import Progress
 
     mine = shard_indices(len(rows), rank, world_size)
-    items: Any = _TestItems(GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames), mine)
+    extra: dict[str, Any] = {} if spec is None else {"inputs": spec.inputs, "policy": spec.frames}
+    dataset = GaitDataset(root, rows, subjects=[], frames=None, max_frames=max_frames, window=window,
+                          needed_by=needed_by, **extra)
+    items: Any = _TestItems(dataset, mine)
     loader: Any = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=workers,
                                               collate_fn=_collate_or_error)
     bar = Progress(len(mine), desc=f"embed (rank 0 of {world_size})" if world_size > 1 else "embed",
                    unit="sequence", enabled=progress and rank == 0)
     parts, order = [], []
 
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches() -> Iterator[Batch]:
         for batch in loader:
             if isinstance(batch, StoreError):
                 raise batch
-            heatmaps, lengths, _labels, indices = batch
-            order.append(indices.numpy())
-            yield heatmaps, lengths
+            order.append(batch.indices.numpy())
+            yield batch
 
     for emb in embed_batches(model, batches(), device, precision):
         parts.append(emb)
@@ -411,6 +453,11 @@ def protocol_rows(cfg: ExperimentConfig, protocol: Protocol, root: str | Path
     return select_rows(tested, protocol, subjects, root), partition, missing
 
 
+def eval_distance(eval_cfg: EvalConfig, spec: ModelSpec) -> Distance:
+    """``eval.distance``, or the model's own (``spec.distance``) when it is ``auto``."""
+    return spec.distance if eval_cfg.distance == "auto" else eval_cfg.distance
+
+
 def choose_gamma(protocol: Protocol, configured: float, trained: float) -> float:
     """PGHA's γ at test: the target protocol's, unless the evaluation config changed the checkpoint's value.
 
@@ -442,8 +489,6 @@ def evaluate_checkpoint(
     from gaitheat import distributed
     from gaitheat.checkpoint import load_model
     from gaitheat.device import resolve_precision
-    from gaitheat.models import GaitHeat
-    from gaitheat.models.inference import optimise_for_inference
 
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info_dist = distributed.setup(device)
@@ -458,21 +503,26 @@ def evaluate_checkpoint(
         root = Path(raw_root)
         if not raw_root or not root.is_dir():
             raise ValueError(f"data root {raw_root!r} is not a folder (set --data-root or data.root)")
-        protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
-        gamma = choose_gamma(protocol, cfg.model.gamma_deg, trained_cfg.model.gamma_deg)
-        if isinstance(model, GaitHeat):
-            model.gamma_deg = gamma
-            model = optimise_for_inference(model)  # BN folded + channels-last: 1.6x faster, same embeddings
+        protocol = resolve_protocol(cfg.eval, getattr(cfg.model, "gamma_deg", 5.0))
+        # the model's evaluation-time settings for this target (GaitHeat: PGHA's γ); weights unchanged
+        target = cfg.model.for_target(protocol.gamma_deg, trained_cfg.model)
+        if target != trained_cfg.model:
+            model, _, info = load_model(checkpoint, map_location=info_dist.device, model_config=target)
+        gamma = getattr(target, "gamma_deg", None)
+        spec = target.spec()
+        for_inference = getattr(model, "for_inference", None)
+        model = for_inference() if callable(for_inference) else model.eval()
         if onnx is not None:
             model = _onnx_model(onnx, str(info["sha256"]), gamma)
         rows, partition, missing = protocol_rows(cfg, protocol, root)
         emb = embed_store(model, root, rows, info_dist.device, cfg.data.frames_test_max,
                           batch_size_for(info_dist.device, cfg.eval.batch_size),
-                          cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress)
+                          cfg.data.workers, cfg.eval.precision, info_dist.rank, info_dist.world_size, progress,
+                          spec=spec, window=cfg.data.frames_test, needed_by=f"model {target.name}")
         if not info_dist.is_main:
             return None
         results = evaluate_embeddings(protocol, emb, [r.subject for r in rows], [r.condition for r in rows],
-                                      [r.view for r in rows], cfg.eval.distance)
+                                      [r.view for r in rows], eval_distance(cfg.eval, spec))
     finally:
         if owns_group:
             distributed.cleanup()
@@ -492,14 +542,14 @@ def evaluate_checkpoint(
     return results
 
 
-def _onnx_model(path: str | Path, sha256: str, gamma_deg: float) -> Any:
+def _onnx_model(path: str | Path, sha256: str, gamma_deg: float | None) -> Any:
     """The ONNX export ``path`` of the checkpoint with ``sha256``, checked to embed as PyTorch would here."""
     from gaitheat.export_onnx import OnnxModel
 
     model = OnnxModel(path)
     if model.sha256 != sha256:
         raise ValueError(f"{path}: exported from checkpoint {model.sha256[:12]}, not from this one ({sha256[:12]})")
-    if not math.isclose(model.gamma_deg, gamma_deg):
+    if gamma_deg is not None and not math.isclose(model.gamma_deg, gamma_deg):
         raise ValueError(f"{path}: PGHA's gamma is {model.gamma_deg} deg in the graph but this protocol uses "
                          f"{gamma_deg} deg; evaluate with the PyTorch backend")
     return model
@@ -511,8 +561,9 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
     Uses the test split of ``cfg.data.root`` under ``cfg.eval``; the embeddings are computed on the
     model's own device without sharding (the other ranks wait at the trainer's barrier).
     """
-    protocol = resolve_protocol(cfg.eval, cfg.model.gamma_deg)
+    protocol = resolve_protocol(cfg.eval, getattr(cfg.model, "gamma_deg", 5.0))
     rows, _, _ = protocol_rows(cfg, protocol, cfg.data.root)
+    spec = cfg.model.spec()
 
     def evaluate_model(model: torch.nn.Module, step: int) -> dict[str, float]:
         from gaitheat.device import device_of
@@ -520,9 +571,9 @@ def make_train_eval(cfg: ExperimentConfig) -> Any:
         device = device_of(model, None)
         emb = embed_store(model, cfg.data.root, rows, device, cfg.data.frames_test_max,
                           batch_size_for(device, cfg.eval.batch_size),
-                          0, cfg.eval.precision, progress=False)
+                          0, cfg.eval.precision, progress=False, spec=spec, window=cfg.data.frames_test)
         res = evaluate_embeddings(protocol, emb, [r.subject for r in rows], [r.condition for r in rows],
-                                  [r.view for r in rows], cfg.eval.distance)
+                                  [r.view for r in rows], eval_distance(cfg.eval, spec))
         return {f"{protocol.name}/{k}": float(v) for k, v in res["headline"].items()}
 
     return evaluate_model

@@ -4,14 +4,33 @@ One frozen dataclass per stage (data, model, train, eval), composed into :class:
 Shipped experiment files live in ``gaitheat/configs/`` (``casia-b``, ``ccpg``, ``sustech1k``,
 ``cpu-small``) and load with ``load_config(ExperimentConfig, "casia-b", ["train.lr=0.05"])``.
 Unknown keys are errors (:mod:`gaitheat.config`).
+
+The ``model`` section is polymorphic: its ``name`` picks the model's config dataclass through the
+registry (:func:`gaitheat.models.config_class`), so ``model: {name: gaitgraph, ...}`` loads
+GaitGraph's config and rejects GaitHeat's keys. :class:`GaitHeatConfig` (GaitHeat's, also on raw or
+regenerated heatmaps) lives in :mod:`gaitheat.models.gaitheat` with its model; ``ModelConfig``
+here stays its alias for older code.
+
+Loss settings belong to the model (they are part of what a model is trained as): configs and
+checkpoints that still carry ``train.{triplet_margin, ce_scale, label_smoothing, triplet_weights,
+ce_weights}`` are migrated by :func:`migrate_config` when loaded.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from gaitheat.models.gaitheat import GaitHeatConfig
+from gaitheat.models.spec import ModelConfig as BaseModelConfig
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # auto: gaitheat.device.resolve_precision
+log = logging.getLogger(__name__)
+# loss settings that moved from `train` to `model` (checkpoint format 2)
+MOVED_TO_MODEL = ("triplet_margin", "ce_scale", "label_smoothing", "triplet_weights", "ce_weights")
 
 
 @dataclass(frozen=True)
@@ -23,6 +42,7 @@ class DataConfig:
     partition: str = ""  # partition JSON (TRAIN_SET/TEST_SET); "" = the shipped one for `dataset`
     frames_train: int = 30  # random frames per training sequence (with replacement only when shorter)
     frames_test_max: int = 720  # test: all frames in order, first 720 at most
+    frames_test: int = 60  # test frames of a model whose frame policy tests a centred window
     batch_p: int = 8  # identities per batch
     batch_k: int = 8  # sequences per identity
     workers: int = 2  # DataLoader worker processes
@@ -31,43 +51,22 @@ class DataConfig:
     num_classes: int = 0
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """GaitHeat network (paper §3; spec §3). ``widths`` scales the whole network."""
-
-    name: str = "gaitheat"
-    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
-    strides: tuple[int, int, int, int] = (1, 2, 2, 1)
-    parts: int = 16  # horizontal strips (HPM bins)
-    embed_dim: int = 256
-    # joint groups of the K part maps (COCO-17); default: top {0-10}, bottom {11-16}
-    groups: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (11, 12, 13, 14, 15, 16))
-    align: bool = True  # pose-guided heatmap alignment
-    align_mode: Literal["composite", "two_pass"] = "composite"
-    # PGHA pixel convention: centre (exact) | edge (the release's x -> 2x/W - 1; see models/align.py)
-    align_pixels: Literal["centre", "edge"] = "centre"
-    gamma_deg: float = 5.0  # |tilt| <= gamma: no alignment at eval, random skip (p=skip_prob) in training
-    skip_prob: float = 0.8
-    neck_to: tuple[float, float] = (24.0, 16.0)  # (x, y) target of the neck in heatmap pixels
-    fusion: bool = True  # multi-stage fusion branch
+ModelConfig = GaitHeatConfig  # the name older code and tests use
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (spec §4.2): SGD, MultiStepLR, iteration-based."""
+    """Optimisation, iteration-based: GaitHeat's is SGD + MultiStepLR (spec §4.2)."""
 
     steps: int = 60000
-    lr: float = 0.1
-    momentum: float = 0.9
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1  # the peak LR under onecycle
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 5e-4
-    milestones: tuple[int, ...] = (20000, 40000, 50000)
-    lr_gamma: float = 0.1
-    triplet_margin: float = 0.2
-    ce_scale: float = 16.0
-    label_smoothing: float = 0.1
-    # loss weights per branch, in the order part, global, fusion
-    triplet_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    ce_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    scheduler: Literal["multistep", "onecycle"] = "multistep"
+    milestones: tuple[int, ...] = (20000, 40000, 50000)  # multistep
+    lr_gamma: float = 0.1  # multistep
+    warmup_fraction: float = 0.3  # onecycle: share of the steps spent rising to lr
     precision: Precision = "auto"  # fp16 AMP on CUDA, bf16 on CPUs with native bf16, else fp32
     seed: int = 0
     out: str = "runs/experiment"  # checkpoints, TensorBoard, reports
@@ -88,7 +87,7 @@ class EvalConfig:
     """How a checkpoint is evaluated (see ``gaitheat.protocols``)."""
 
     protocol: str = "casia-b"  # casia-b | ccpg | sustech1k | custom
-    distance: Literal["euc", "cos"] = "euc"
+    distance: Literal["auto", "euc", "cos"] = "auto"  # auto: the model's own (ModelSpec.distance)
     batch_size: int = 4  # sequences per forward pass on CUDA (zero-padded + lengths); CPU: one at a time
     # test subjects: partition name or JSON; "" = the protocol's shipped one (custom: data.partition, else all)
     partition: str = ""
@@ -103,13 +102,61 @@ class EvalConfig:
     retain_heap: bool = True  # CPU: reuse freed activations across sequences (gaitheat.heap)
 
 
+def model_config_class(data: Mapping[str, Any]) -> type[BaseModelConfig]:
+    """The config dataclass a ``model:`` mapping loads into, by its ``name`` (GaitHeat by default).
+
+    Raises:
+        KeyError: an unknown model name (the message names the nearest registered one).
+    """
+    from gaitheat.models import config_class
+
+    return config_class(str(data.get("name", "gaitheat")))
+
+
+def migrate_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment config (plain data) in today's layout: loss settings moved from ``train`` to ``model``.
+
+    Older configs and checkpoints (format 1) kept ``train.{triplet_margin, ce_scale, label_smoothing,
+    triplet_weights, ce_weights}``. Returns a new dict; the input is left as it was.
+
+    Raises:
+        ValueError: a setting is given in both sections.
+    """
+    out = copy.deepcopy(dict(data))
+    train, model = out.get("train"), out.get("model")
+    if not isinstance(train, dict):
+        return out
+    moved = [k for k in MOVED_TO_MODEL if k in train]
+    if not moved:
+        return out
+    model = dict(model) if isinstance(model, Mapping) else {}
+    both = [k for k in moved if k in model]
+    if both:
+        raise ValueError(f"{', '.join(both)} given in both train and model; they belong to model")
+    for key in moved:
+        model[key] = train.pop(key)
+    out["model"] = model
+    return out
+
+
+def _migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    moved = [k for k in MOVED_TO_MODEL if isinstance(data.get("train"), Mapping) and k in data["train"]]
+    if moved:
+        log.warning("config: train.%s moved to model.%s (loss settings belong to the model)",
+                    "/".join(moved), "/".join(moved))
+    return migrate_config(data)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # polymorphic: `config_class` picks the dataclass from the mapping's `name` (gaitheat.config.from_dict)
+    model: BaseModelConfig = field(default_factory=GaitHeatConfig, metadata={"config_class": model_config_class})
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    # gaitheat.config.from_dict runs this on the plain data first (older layouts load unchanged)
+    __migrate__ = staticmethod(_migrate)
 
 def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with its relative file paths made absolute: what a checkpoint records.

@@ -1,8 +1,10 @@
-"""GaitHeat's losses (paper eq. 9; spec §4.1): batch-all triplet + cosine cross-entropy per branch.
+"""Losses routed by a model's :class:`~gaitheat.models.spec.LossTerm` list: triplet, cosine
+cross-entropy and supervised contrastive (SupCon); GaitHeat's six terms are paper eq. 9 (spec §4.1).
 
-Both are pure functions of the tensors they get: no process group inside. Under DDP the training step
-gathers the embeddings and labels of all ranks and passes them here (``gait_loss(..., triplet_embeddings=,
-triplet_labels=)``), so the triplet loss sees the global batch, as the official code's does.
+All are pure functions of the tensors they get: no process group inside. Under DDP the training step
+gathers the embeddings and labels of all ranks and passes them here (``compute_losses(..., gathered=,
+gathered_labels=)``), so the pairwise terms (triplet, SupCon) see the global batch, as the official
+code's do, while cross-entropy stays on the local logits.
 
 Choices (faithful to the official code unless noted):
 
@@ -12,23 +14,32 @@ Choices (faithful to the official code unless noted):
   which the released results were trained with. ``include_self=False`` gives the textbook form.
   The per-strip loss is the sum over triples divided by the number of non-zero ones (0 if none);
   the loss is the mean over strips. Distances are computed on the pre-BNNeck embeddings in float32.
+* **Triplet, batch-hard** (``mining: hard``): per anchor and strip, its farthest positive against its
+  nearest negative, relu(d_ap - d_an + margin), averaged over anchors with a negative, then strips.
 * **Cross-entropy** on ``scale * logits`` with label smoothing eps: (1 - eps) NLL + eps mean_c(-log p_c),
   averaged over the batch and strips.
+* **SupCon** (Khosla et al. 2020, the "SupOut" form) on unit-normalised features per strip, in
+  float32 (temperature 0.01 puts logits near 100): for each anchor, the mean over its positives
+  (same label, not itself) of -log softmax over all other samples; averaged over anchors, then
+  strips. Several views of one pick are separate rows with the same label. An anchor without a
+  positive has no defined loss, so it is refused (``K * views >= 2`` per identity in a batch). No
+  ``temperature / base_temperature`` factor: a term's ``weight`` carries any scaling.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from gaitheat.experiment import TrainConfig
     from gaitheat.models import GaitOutput
+    from gaitheat.models.spec import LossTerm
 
-BRANCHES = ("part", "global", "fusion")  # order of TrainConfig.triplet_weights / ce_weights
+BRANCHES = ("part", "global", "fusion")  # order of GaitHeatConfig.triplet_weights / ce_weights
 _EPS = 1e-12
 
 
@@ -109,21 +120,149 @@ def cross_entropy_loss(logits: Tensor, labels: Tensor, scale: float = 16.0, smoo
     return F.cross_entropy(scale * logits.float(), target, label_smoothing=smoothing)
 
 
+def triplet_hard_terms(embeddings: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """Per-strip batch-hard triplet loss and the number of anchors violating the margin.
+
+    Args:
+        embeddings: (B, D, P).
+        labels: (B,).
+        margin: triplet margin.
+    Returns:
+        loss (P,) (mean over anchors that have a negative) and violating-anchor counts (P,).
+    """
+    if embeddings.dim() != 3 or labels.shape != embeddings.shape[:1]:
+        raise ValueError(
+            f"expected embeddings (B, D, P) and labels (B,), got {tuple(embeddings.shape)}, {tuple(labels.shape)}"
+        )
+    dist = pairwise_distances(embeddings.float().permute(2, 0, 1))  # (P, B, B)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    hardest_pos = torch.where(same, dist, torch.zeros_like(dist)).amax(2)
+    hardest_neg = torch.where(same, torch.full_like(dist, float("inf")), dist).amin(2)
+    has_neg = (~same).any(1)  # (B,)
+    terms = F.relu(hardest_pos - hardest_neg + margin) * has_neg
+    terms = torch.where(has_neg, terms, torch.zeros_like(terms))  # inf - inf never reaches the sum
+    loss = terms.sum(1) / has_neg.sum().clamp_min(1)
+    return loss, (terms > 0).sum(1)
+
+
+def supcon_loss(features: Tensor, labels: Tensor, temperature: float = 0.01) -> Tensor:
+    """Supervised contrastive loss (see the module docstring), in float32.
+
+    Args:
+        features: (B, D) or (B, D, P) embeddings (normalised here, per strip).
+        labels: (B,); every label must occur at least twice.
+        temperature: softmax temperature.
+    Returns:
+        scalar float32 loss.
+    Raises:
+        ValueError: an anchor has no positive (a label occurs once), or bad shapes.
+    """
+    if features.dim() == 2:
+        features = features.unsqueeze(2)
+    if features.dim() != 3 or labels.shape != features.shape[:1]:
+        raise ValueError(f"expected features (B, D[, P]) and labels (B,), got {tuple(features.shape)}, "
+                         f"{tuple(labels.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"SupCon temperature must be positive, got {temperature}")
+    b = labels.shape[0]
+    eye = torch.eye(b, dtype=torch.bool, device=labels.device)
+    positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~eye
+    counts = positive.sum(1)
+    if bool((counts == 0).any()):
+        lonely = sorted(set(labels[counts == 0].tolist()))
+        raise ValueError(f"SupCon: labels {lonely[:5]} have a single sample in the batch, so their anchors have "
+                         "no positive; draw K * views >= 2 samples per identity")
+    with torch.autocast(features.device.type, enabled=False):
+        x = F.normalize(features.float(), dim=1).permute(2, 0, 1)  # (P, B, D)
+        logits = x @ x.transpose(1, 2) / temperature  # (P, B, B)
+        logits = logits.masked_fill(eye, float("-inf"))  # an anchor is never its own candidate
+        log_prob = logits - torch.logsumexp(logits, dim=2, keepdim=True)
+        log_prob = log_prob.masked_fill(eye, 0.0)
+        per_anchor = -(log_prob * positive).sum(2) / counts  # (P, B)
+        return per_anchor.mean()
+
+
+def compute_losses(
+    terms: Sequence[LossTerm],
+    features: Mapping[str, Tensor],
+    labels: Tensor,
+    gathered: Mapping[str, Tensor] | None = None,
+    gathered_labels: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The weighted sum of a model's loss terms, each on the output it names.
+
+    Args:
+        terms: the model's :attr:`ModelSpec.losses`.
+        features: the model's named outputs for the local batch (``ModelOutput.features``).
+        labels: (B,) local labels.
+        gathered: per output of a pairwise term (triplet, SupCon), (B_global, ...) features gathered
+            across ranks (the local slice carrying gradient); None = ``features``.
+        gathered_labels: (B_global,) labels matching ``gathered``.
+    Returns:
+        total loss (scalar) and detached named terms for logging, per term ``<kind>/<output prefix>``
+        (or the term's ``name``), plus ``triplet_nonzero/..`` (fraction of violating triples or
+        anchors), ``accuracy/..`` for CE, and ``total``.
+    Raises:
+        KeyError: a term names an output the model does not produce.
+    """
+    if (gathered is None) != (gathered_labels is None):
+        raise ValueError("pass gathered and gathered_labels together")
+    total = torch.zeros((), device=labels.device)
+    logs: dict[str, Tensor] = {}
+    for term in terms:
+        if term.output not in features:
+            raise KeyError(f"loss term {term.log_name!r} needs output {term.output!r}; the model gives "
+                           f"{sorted(features)}")
+        name = term.log_name
+        if term.pairwise:
+            x = features[term.output] if gathered is None else gathered[term.output]
+            y = labels if gathered_labels is None else gathered_labels
+            value, extra = _pairwise(term, x, y)
+            logs.update({f"{key}/{name.split('/', 1)[-1]}": v for key, v in extra.items()})
+        elif term.kind == "ce":
+            logits = features[term.output]
+            value = cross_entropy_loss(logits, labels, term.scale, term.smoothing)
+            suffix = name.split("/", 1)[-1]
+            logs[f"accuracy/{suffix}"] = (logits.detach().argmax(1) == labels.unsqueeze(1)).float().mean()
+        else:
+            raise ValueError(f"unknown loss kind {term.kind!r}")
+        total = total + term.weight * value
+        logs[name] = value.detach()
+    logs["total"] = total.detach()
+    return total, logs
+
+
+def _pairwise(term: LossTerm, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    if term.kind == "supcon":
+        return supcon_loss(x, y, term.temperature), {}
+    if term.mining == "hard":
+        strip_loss, count = triplet_hard_terms(x, y, term.margin)
+        anchors = (y.unsqueeze(0) != y.unsqueeze(1)).any(1).sum().clamp_min(1)
+        return strip_loss.mean(), {"triplet_nonzero": (count.float().mean() / anchors).detach()}
+    strip_loss, count = triplet_terms(x, y, term.margin)
+    b = len(y)
+    same = (y.unsqueeze(0) == y.unsqueeze(1)).sum(1)
+    triples = (same * (b - same)).sum().clamp_min(1)
+    return strip_loss.mean(), {"triplet_nonzero": (count.float().mean() / triples).detach()}
+
+
 def gait_loss(
     output: GaitOutput,
     labels: Tensor,
-    cfg: TrainConfig,
+    cfg: Any,
     *,
     triplet_embeddings: dict[str, Tensor] | None = None,
     triplet_labels: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The weighted sum of the six GaitHeat terms: triplet + CE on the part, global and fusion branches.
 
+    A wrapper over :func:`compute_losses` with GaitHeat's terms (``cfg.spec().losses``).
+
     Args:
         output: the model's output for the local batch.
         labels: (B,) local labels.
-        cfg: margin, scale, smoothing and per-branch weights (``triplet_weights``/``ce_weights`` in
-            the order part, global, fusion).
+        cfg: a :class:`~gaitheat.models.gaitheat.GaitHeatConfig` (margin, scale, smoothing and
+            per-branch weights ``triplet_weights``/``ce_weights`` in the order part, global, fusion).
         triplet_embeddings: per branch, (B_global, D, P) embeddings gathered across ranks (the local
             slice carrying gradient); None = ``output.embeddings``.
         triplet_labels: (B_global,) labels matching ``triplet_embeddings``.
@@ -133,22 +272,6 @@ def gait_loss(
     """
     if (triplet_embeddings is None) != (triplet_labels is None):
         raise ValueError("pass triplet_embeddings and triplet_labels together")
-    tri_emb = output.embeddings if triplet_embeddings is None else triplet_embeddings
-    tri_lab = labels if triplet_labels is None else triplet_labels
-    total = torch.zeros((), device=labels.device)
-    terms: dict[str, Tensor] = {}
-    for name, w_tri, w_ce in zip(BRANCHES, cfg.triplet_weights, cfg.ce_weights, strict=True):
-        strip_loss, count = triplet_terms(tri_emb[name], tri_lab, cfg.triplet_margin)
-        tri = strip_loss.mean()
-        logits = output.logits[name]
-        ce = cross_entropy_loss(logits, labels, cfg.ce_scale, cfg.label_smoothing)
-        total = total + w_tri * tri + w_ce * ce
-        b = len(tri_lab)
-        same = (tri_lab.unsqueeze(0) == tri_lab.unsqueeze(1)).sum(1)
-        triples = (same * (b - same)).sum().clamp_min(1)
-        terms[f"triplet/{name}"] = tri.detach()
-        terms[f"ce/{name}"] = ce.detach()
-        terms[f"triplet_nonzero/{name}"] = (count.float().mean() / triples).detach()
-        terms[f"accuracy/{name}"] = (logits.detach().argmax(1) == labels.unsqueeze(1)).float().mean()
-    terms["total"] = total.detach()
-    return total, terms
+    gathered = None if triplet_embeddings is None else {
+        f"{name}/embeddings": emb for name, emb in triplet_embeddings.items()}
+    return compute_losses(cfg.spec().losses, output.features, labels, gathered, triplet_labels)

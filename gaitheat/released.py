@@ -256,10 +256,11 @@ def imported_config(arch: ReleasedArchitecture, base: ExperimentConfig | None = 
                     strides: Sequence[int] = RELEASED_STRIDES, align_mode: str = "two_pass",
                     align_pixels: str = "edge") -> ExperimentConfig:
     """The experiment config stored with an imported checkpoint: ``base`` with the network's model section."""
-    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.experiment import ExperimentConfig, ModelConfig
 
     base = base or ExperimentConfig()
-    model = dataclasses.replace(model_config(arch, base.model, groups=groups, strides=strides),
+    base_model = base.model if isinstance(base.model, ModelConfig) else None  # another model's: GaitHeat's defaults
+    model = dataclasses.replace(model_config(arch, base_model, groups=groups, strides=strides),
                                 align_mode=align_mode, align_pixels=align_pixels)  # type: ignore[arg-type]
     data = dataclasses.replace(base.data, num_classes=arch.num_classes)
     return dataclasses.replace(base, model=model, data=data)

@@ -1,16 +1,20 @@
 """Training as plain functions (torchvision reference / nanoGPT style): ``train_step`` and ``train``.
 
 ``train(cfg)`` runs the same code on one CPU, one GPU or under ``torchrun`` (DDP, gloo on CPU and NCCL
-on CUDA; :mod:`gaitheat.distributed`). It is iteration-based (spec §4.2): SGD 0.1 / 0.9 / 5e-4 on all
-parameters, MultiStepLR stepped per iteration (skipped when AMP skipped the optimiser step), fp16
-autocast with a GradScaler on CUDA or optional bf16 autocast, through one code path with ``enabled=``
-flags. Rank 0 logs (gaitheat.progress, TensorBoard) and writes checkpoints (:mod:`gaitheat.checkpoint`); a run
-resumes bit-exactly from the newest checkpoint in ``OUT/checkpoints``.
+on CUDA; :mod:`gaitheat.distributed`), for any registered model: it knows a model only through its
+spec (``cfg.model.spec()``: inputs, frame policy, loss terms) and calls it by keyword,
+``model(**batch.inputs, lengths=batch.lengths)``. It is iteration-based; GaitHeat's recipe (spec §4.2)
+is SGD 0.1 / 0.9 / 5e-4 on all parameters with MultiStepLR stepped per iteration (skipped when AMP
+skipped the optimiser step); ``train.optimizer: adam|adamw`` and ``train.scheduler: onecycle`` serve
+other models. fp16 autocast with a GradScaler on CUDA or optional bf16 autocast, through one code path
+with ``enabled=`` flags. Rank 0 logs (gaitheat.progress, TensorBoard) and writes checkpoints
+(:mod:`gaitheat.checkpoint`); a run resumes bit-exactly from the newest checkpoint in ``OUT/checkpoints``.
 
-Losses (spec §4.1): per branch (part, global, fusion) a batch-all triplet loss on the pre-BNNeck
-embeddings and a cosine cross-entropy on the logits. Under DDP the step gathers the embeddings and
-labels of all ranks explicitly (:func:`gaitheat.distributed.all_gather_with_grad`) so the triplet
-loss sees the global batch, as the official code does; cross-entropy uses local logits. The loss
+Losses: the model's :class:`~gaitheat.models.spec.LossTerm` list, each on a named output (GaitHeat,
+spec §4.1: per branch a batch-all triplet loss on the pre-BNNeck embeddings and a cosine
+cross-entropy on the logits). Under DDP the step gathers the outputs of the pairwise terms (triplet,
+SupCon) and the labels of all ranks explicitly (:func:`gaitheat.distributed.all_gather_with_grad`)
+so they see the global batch, as the official code does; cross-entropy uses local logits. The loss
 functions themselves stay pure.
 """
 
@@ -23,7 +27,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,11 +48,14 @@ from gaitheat.checkpoint import (
     save_checkpoint,
     step_path,
 )
+from gaitheat.datasets.sequences import Batch
 from gaitheat.device import Amp, amp_for
 from gaitheat.experiment import DataConfig, ExperimentConfig, TrainConfig, with_absolute_paths
 from gaitheat.heap import retain_freed_memory
+from gaitheat.models.spec import LossTerm, ModelConfig, ModelSpec
 
-__all__ = ["Amp", "EvalFn", "TrainState", "amp_for", "build_state", "build_train_dataset", "compile_for_training",
+__all__ = ["Amp", "EvalFn", "TrainState", "amp_for", "build_optimizer", "build_scheduler", "build_state",
+           "build_train_dataset", "check_batch_shape", "compile_for_training",
            "forward_backward", "load_checkpoint", "load_model", "loss_terms", "make_loader", "save_checkpoint", "train",
            "train_step"]
 
@@ -63,62 +70,62 @@ def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
     return x * factor - x.detach() * (factor - 1)
 
 
-def loss_terms(output: Any, labels: torch.Tensor, cfg: TrainConfig, world_size: int = 1
+def loss_terms(output: Any, labels: torch.Tensor, losses: Sequence[LossTerm], world_size: int = 1
                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """GaitHeat's six weighted losses on a local batch, the triplet terms over the global batch.
+    """A model's weighted loss terms on a local batch, the pairwise ones (triplet, SupCon) over the global batch.
 
-    Under DDP the embeddings and labels of all ranks are gathered here, explicitly, and the pure
-    :func:`gaitheat.losses.gait_loss` gets them; cross-entropy stays on the local logits. Each rank's
-    gathered batch carries gradient only through its own slice, so that slice's gradient is scaled by
-    ``world_size`` (the official code multiplies the loss instead): after DDP averages the ranks'
-    gradients, the result is exactly the gradient of the global-batch triplet loss plus the mean of
-    the ranks' cross-entropies, i.e. what one process computes on the whole batch.
+    Under DDP the outputs the pairwise terms name, and the labels, are gathered from all ranks here,
+    explicitly, and the pure :func:`gaitheat.losses.compute_losses` gets them; cross-entropy stays on
+    the local logits. Each rank's gathered batch carries gradient only through its own slice, so that
+    slice's gradient is scaled by ``world_size`` (the official code multiplies the loss instead): after
+    DDP averages the ranks' gradients, the result is exactly the gradient of the global-batch pairwise
+    losses plus the mean of the ranks' cross-entropies, i.e. what one process computes on the whole batch.
 
     Args:
-        output: the model's ``GaitOutput`` (per branch (B_local, D, P) embeddings, (B_local, K, P) logits).
+        output: the model's output (``.features``: named (B_local, ...) tensors).
         labels: (B_local,) long.
-        cfg: margin, scale, smoothing and per-branch weights.
+        losses: the model's ``spec().losses``.
         world_size: number of ranks (1 without DDP).
     Returns:
-        (loss to backpropagate: global triplet + local CE, detached named terms from ``gait_loss``).
+        (loss to backpropagate, detached named terms from ``compute_losses``).
     """
-    from gaitheat.losses import gait_loss
+    from gaitheat.losses import compute_losses
 
+    features = output.features
     if world_size == 1:
-        return gait_loss(output, labels, cfg)
-    gathered = {name: distributed.all_gather_with_grad(scale_grad(emb.float(), world_size))
-                for name, emb in output.embeddings.items()}
+        return compute_losses(losses, features, labels)
+    names = sorted({t.output for t in losses if t.pairwise})
+    gathered = {name: distributed.all_gather_with_grad(scale_grad(features[name].float(), world_size))
+                for name in names}
     all_labels = distributed.all_gather_with_grad(labels)
-    return gait_loss(output, labels, cfg, triplet_embeddings=gathered, triplet_labels=all_labels)
+    return compute_losses(losses, features, labels, gathered, all_labels)
 
 
-def forward_backward(model: torch.nn.Module, heatmaps: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-                     amp: Amp, scaler: torch.amp.GradScaler, world_size: int = 1
+def forward_backward(model: torch.nn.Module, batch: Batch, losses: Sequence[LossTerm], amp: Amp,
+                     scaler: torch.amp.GradScaler, world_size: int = 1
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Forward under autocast, losses in fp32, scaled backward; gradients accumulate into ``.grad``.
+    """Forward under autocast (``model(**batch.inputs, lengths=batch.lengths)``), losses in fp32, scaled
+    backward; gradients accumulate into ``.grad``.
 
-    Args:
-        heatmaps: (B_local, T, J, H, W) float32, normalised per sequence.
-        labels: (B_local,) long.
     Returns:
         (detached loss, detached terms); see :func:`loss_terms`.
     """
     with torch.autocast(device_type=amp.device_type, dtype=amp.dtype, enabled=amp.autocast):
-        output = model(heatmaps)
-    loss, terms = loss_terms(output, labels, cfg, world_size)
+        output = model(**batch.inputs, lengths=batch.lengths)
+    loss, terms = loss_terms(output, batch.labels, losses, world_size)
     scaler.scale(loss).backward()
     return loss.detach(), terms
 
 
-def train_step(state: TrainState, heatmaps: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, amp: Amp,
-               world_size: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def train_step(state: TrainState, batch: Batch, losses: Sequence[LossTerm], amp: Amp, world_size: int = 1
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimiser step on one batch; advances ``state.step`` and the LR schedule.
 
     The scheduler steps only when the GradScaler did not skip the update for overflow (as the
     official trainer does), so the milestones count real updates.
     """
     state.optimizer.zero_grad(set_to_none=True)
-    report, terms = forward_backward(state.model, heatmaps, labels, cfg, amp, state.scaler, world_size)
+    report, terms = forward_backward(state.model, batch, losses, amp, state.scaler, world_size)
     scale = state.scaler.get_scale()
     state.scaler.step(state.optimizer)
     state.scaler.update()
@@ -160,19 +167,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer`` on all parameters, no warm-up: sgd (GaitHeat, with momentum) | adam | adamw."""
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown train.optimizer {cfg.optimizer!r}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """``train.scheduler``: multistep (``milestones``, ``lr_gamma``) | onecycle (peak ``lr`` over ``steps``)."""
+    if cfg.scheduler == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(cfg.steps, 2),
+                                                   pct_start=cfg.warmup_fraction)
+    raise ValueError(f"unknown train.scheduler {cfg.scheduler!r}")
+
+
 def build_state(model: torch.nn.Module, cfg: TrainConfig, amp: Amp) -> TrainState:
-    """Optimiser (SGD on all parameters, no warm-up), MultiStepLR and GradScaler for ``model``."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+    """Optimiser, LR schedule (``train.optimizer`` / ``train.scheduler``) and GradScaler for ``model``."""
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(amp.device_type, enabled=amp.grad_scaler)
     return TrainState(step=0, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
 
 
 def _check_resume(payload: dict[str, Any], cfg: ExperimentConfig, subjects: list[str], path: Path) -> None:
-    from gaitheat.config import to_dict
+    from gaitheat.config import ConfigError, from_dict, to_dict
 
     stored = payload["config"]
-    if stored.get("model") != to_dict(cfg.model):
+    try:  # through the dataclasses, so fields added since the checkpoint compare at their defaults
+        stored_model = to_dict(from_dict(ExperimentConfig, stored).model)
+    except ConfigError as exc:
+        raise ValueError(f"{path}: the checkpoint's config does not load ({exc})") from exc
+    if stored_model != to_dict(cfg.model):
+        # loss settings are part of the model section, so changing them on resume is refused too
         raise ValueError(f"{path}: the checkpoint's model config differs from this run's; use another train.out")
     if list(payload.get("subjects", subjects)) != subjects:
         raise ValueError(f"{path}: the checkpoint was trained on other subjects than this store's train split")
@@ -181,25 +215,44 @@ def _check_resume(payload: dict[str, Any], cfg: ExperimentConfig, subjects: list
             log.warning("resuming %s with a changed '%s' config section", path, section)
 
 
-def build_train_dataset(dc: DataConfig) -> tuple[Any, list[str]]:
-    """The training ``GaitDataset`` of ``dc`` and its sorted subjects (class ``i`` = ``subjects[i]``)."""
+def build_train_dataset(dc: DataConfig, model: ModelConfig | None = None) -> tuple[Any, list[str]]:
+    """The training ``GaitDataset`` of ``dc`` for ``model``'s inputs and its sorted subjects
+    (class ``i`` = ``subjects[i]``). ``model`` None: GaitHeat's defaults."""
     from gaitheat.datasets.sequences import GaitDataset, split_rows
+    from gaitheat.models.gaitheat import GaitHeatConfig
 
+    model = model or GaitHeatConfig()
+    spec = model.spec()
     rows, subjects = split_rows(dc.root, dc.dataset, dc.partition, "train")
     if dc.num_classes and dc.num_classes != len(subjects):
         raise ValueError(f"data.num_classes={dc.num_classes} but {dc.root} holds {len(subjects)} train subjects; "
                          "fix the store or set data.num_classes=0 to use the subjects found")
-    return GaitDataset(dc.root, rows, subjects, frames=dc.frames_train), subjects
+    dataset = GaitDataset(dc.root, rows, subjects, frames=dc.frames_train, inputs=spec.inputs, policy=spec.frames,
+                          window=dc.frames_test, augment=spec.augment, needed_by=f"model {model.name}")
+    return dataset, subjects
+
+
+def check_batch_shape(spec: ModelSpec, dc: DataConfig, world_size: int) -> None:
+    """Refuse batches a model's losses cannot use: a pairwise loss needs ``K * views >= 2`` (an anchor
+    needs a positive), and the ``P * K`` picks must split evenly over the ranks."""
+    if spec.needs_pairs and dc.batch_k * spec.frames.views < 2:
+        raise ValueError(f"data.batch_k={dc.batch_k} with {spec.frames.views} view(s): a pairwise loss needs at least "
+                         "two samples per identity (batch_k * views >= 2)")
+    if (dc.batch_p * dc.batch_k) % world_size:
+        raise ValueError(f"data.batch_p * data.batch_k = {dc.batch_p * dc.batch_k} does not split over {world_size} "
+                         "ranks")
 
 
 def make_loader(dataset: Any, dc: DataConfig, seed: int, dist: distributed.DistInfo, start: int) -> Any:
-    """Endless DataLoader of this rank's share of the P x K batches, from batch number ``start``."""
+    """Endless DataLoader of this rank's share of the P x K batches (as :class:`Batch`), from batch ``start``."""
+    from gaitheat.datasets.sequences import collate
     from gaitheat.sampling import IdentityBatchSampler
 
     sampler = IdentityBatchSampler(dataset.labels, dc.batch_p, dc.batch_k, seed=seed, rank=dist.rank,
                                    world_size=dist.world_size, start=start)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=dc.workers, pin_memory=dist.device.type == "cuda",
+        collate_fn=collate,
         generator=torch.Generator(),  # its own generator: creating the loader leaves the global RNG untouched
     )
 
@@ -248,7 +301,9 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     tc, dc = cfg.train, cfg.data
     if tc.retain_heap and dist.device.type == "cpu":
         retain_freed_memory()
-    dataset, subjects = build_train_dataset(dc)
+    spec = cfg.model.spec()
+    check_batch_shape(spec, dc, dist.world_size)
+    dataset, subjects = build_train_dataset(dc, cfg.model)
     amp = amp_for(tc.precision, dist.device)
     seed_everything(tc.seed)
     model = build_model(cfg.model, len(subjects)).to(dist.device)
@@ -279,7 +334,7 @@ def _train(cfg: ExperimentConfig, dist: distributed.DistInfo, resume: str | Path
     config = to_dict(with_absolute_paths(cfg))  # evaluable from any folder
     batches = iter(loader)
     try:
-        _loop(state, batches, cfg, dist, amp, lambda: _save(state, config, extra, tc, dist), progress,
+        _loop(state, batches, cfg, spec, dist, amp, lambda: _save(state, config, extra, tc, dist), progress,
               eval_fn if eval_fn is not None else _default_eval(cfg))
     finally:
         # the loader is endless: stop its worker processes now, not at interpreter exit after the
@@ -316,22 +371,21 @@ def _default_eval(cfg: ExperimentConfig) -> EvalFn | None:
     return fn
 
 
-def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, dist: distributed.DistInfo,
-          amp: Amp, save: Callable[[], None], progress: bool, eval_fn: EvalFn | None) -> None:
+def _loop(state: TrainState, batches: Iterator[Any], cfg: ExperimentConfig, spec: ModelSpec,
+          dist: distributed.DistInfo, amp: Amp, save: Callable[[], None], progress: bool,
+          eval_fn: EvalFn | None) -> None:
     from gaitheat.progress import Progress
 
     tc = cfg.train
     writer = _writer(tc.out) if dist.is_main else None
-    frames_per_step = cfg.data.batch_p * cfg.data.batch_k * cfg.data.frames_train
+    frames_per_step = cfg.data.batch_p * cfg.data.batch_k * spec.frames.views * cfg.data.frames_train
     bar = Progress(tc.steps, initial=state.step, desc="train", unit="step", enabled=progress and dist.is_main)
     state.model.train()
     tic = time.perf_counter()
     try:
         while state.step < tc.steps:
-            heatmaps, labels, _ = next(batches)
-            heatmaps = heatmaps.to(dist.device, non_blocking=True)
-            labels = labels.to(dist.device, non_blocking=True)
-            report, terms = train_step(state, heatmaps, labels, tc, amp, dist.world_size)
+            batch = next(batches).to(dist.device)
+            report, terms = train_step(state, batch, spec.losses, amp, dist.world_size)
             loss = float(report)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {state.step}; the last checkpoint is in {tc.out}")

@@ -10,6 +10,7 @@ import pytest
 
 from gaitheat.datasets.sequences import (
     GaitDataset,
+    collate,
     collate_padded,
     eval_frame_positions,
     normalise_range,
@@ -106,7 +107,9 @@ def test_training_items_are_lazy_normalised_and_deterministic(tmp_path: Path, mo
         return original(self, frames)
 
     monkeypatch.setattr(SequenceFile, "read_heatmaps", spy)
-    x, label, index = ds[(0, 123)]
+    item, label, index = ds[(0, 123)]
+    assert set(item) == {"heatmaps"}
+    x = item["heatmaps"]
     assert x.shape == (30, 17, 64, 48) and x.dtype == np.float32 and (label, index) == (0, 0)
     assert len(requested) == 1 and requested[0] is not None
     np.testing.assert_array_equal(requested[0], ds.positions((0, 123)))
@@ -116,11 +119,11 @@ def test_training_items_are_lazy_normalised_and_deterministic(tmp_path: Path, mo
     np.testing.assert_allclose(x, whole[ds.positions((0, 123))], atol=1e-6)
     assert x.min() >= 0.0 and x.max() <= 1.0
     again, _, _ = ds[(0, 123)]
-    np.testing.assert_array_equal(x, again)  # same seed, same frames
+    np.testing.assert_array_equal(x, again["heatmaps"])  # same seed, same frames
     other, _, _ = ds[(0, 124)]
-    assert not np.array_equal(x, other)
+    assert not np.array_equal(x, other["heatmaps"])
     short, label, _ = ds[(1, 5)]
-    assert short.shape[0] == 30 and label == 1  # 7 frames drawn with replacement
+    assert short["heatmaps"].shape[0] == 30 and label == 1  # 7 frames drawn with replacement
     with pytest.raises(KeyError):
         ds[0]
 
@@ -131,9 +134,9 @@ def test_test_items_use_all_frames_in_order_capped(tmp_path: Path) -> None:
     ds = GaitDataset(tmp_path, rows, ["001"], frames=None, max_frames=10)
     x, label, _ = ds[0]
     full = SequenceFile(tmp_path / rows[0].path).read_heatmaps()
-    np.testing.assert_allclose(x, normalise_sequence(full[:10]), atol=1e-6)
+    np.testing.assert_allclose(x["heatmaps"], normalise_sequence(full[:10]), atol=1e-6)
     y, label2, _ = ds[1]
-    assert y.shape[0] == 5 and (label, label2) == (0, -1)
+    assert y["heatmaps"].shape[0] == 5 and (label, label2) == (0, -1)
     heat, lengths, labels, indices = collate_padded([ds[0], ds[1]])
     assert tuple(heat.shape) == (2, 10, 17, 64, 48) and lengths.tolist() == [10, 5]
     assert not heat[1, 5:].any() and labels.tolist() == [0, -1] and indices.tolist() == [0, 1]
@@ -159,13 +162,14 @@ def test_dataloader_workers_batch_training_items(tmp_path: Path) -> None:
     ds = GaitDataset(tmp_path, rows, ["001", "002", "003"], frames=4)
     sampler = IdentityBatchSampler(ds.labels, p=2, k=2, seed=3)
     loader: torch.utils.data.DataLoader = torch.utils.data.DataLoader(
-        ds, batch_sampler=sampler, num_workers=2, generator=torch.Generator())
+        ds, batch_sampler=sampler, num_workers=2, generator=torch.Generator(), collate_fn=collate)
     it = iter(loader)
     first = [next(it) for _ in range(3)]
-    heat, labels, indices = first[0]
-    assert tuple(heat.shape) == (4, 4, 17, 64, 48) and heat.dtype == torch.float32
+    batch = first[0]
+    heat, labels, indices = batch.inputs["heatmaps"], batch.labels, batch.indices
+    assert tuple(heat.shape) == (4, 4, 17, 64, 48) and heat.dtype == torch.float32 and batch.lengths is None
     assert labels.tolist() == [ds.labels[i] for i in indices.tolist()]
     # workers give exactly what the main process computes from the same keys
-    for b, (h, _, _) in enumerate(first):
-        expect = np.stack([ds[key][0] for key in sampler.local_batch(b)])
-        np.testing.assert_array_equal(h.numpy(), expect)
+    for b, got in enumerate(first):
+        expect = np.stack([ds[key][0]["heatmaps"] for key in sampler.local_batch(b)])
+        np.testing.assert_array_equal(got.inputs["heatmaps"].numpy(), expect)

@@ -27,12 +27,18 @@ from typing import Any
 import pytest
 import torch
 
+from gaitheat.datasets.sequences import Batch
 from gaitheat.experiment import ModelConfig, TrainConfig
 from gaitheat.train import amp_for, build_state, train_step
 
 WORLD = 2
 MODEL = ModelConfig(widths=(4, 8, 16, 32), embed_dim=8, parts=4, skip_prob=0.0)
 TRAIN = TrainConfig(precision="fp32", lr=0.1)
+LOSSES = ModelConfig().spec().losses  # GaitHeat's six terms
+
+
+def as_batch(x: torch.Tensor, y: torch.Tensor) -> Batch:
+    return Batch({"heatmaps": x}, None, y, torch.arange(len(y)))
 NUM_CLASSES = 4
 
 
@@ -82,7 +88,7 @@ def worker(rank: int, port: int, out: str) -> None:
             x, y = global_batch()
             n = len(y) // WORLD
             local = slice(rank * n, (rank + 1) * n)
-            loss, _ = train_step(state, x[local], y[local], TRAIN, amp, WORLD)
+            loss, _ = train_step(state, as_batch(x[local], y[local]), LOSSES, amp, WORLD)
             # a rank reports the global triplet + its local CE; the ranks' mean is the global-batch loss
             results[bn_train] = step_result(state, distributed.mean_across_ranks(loss))
         if dist.is_main:
@@ -98,10 +104,10 @@ class GhostBatches(torch.nn.Module):
         super().__init__()
         self.model, self.chunks = model, chunks
 
-    def forward(self, x: torch.Tensor) -> Any:
+    def forward(self, heatmaps: torch.Tensor, lengths: torch.Tensor | None = None) -> Any:
         from gaitheat.models import GaitOutput
 
-        outs = [self.model(part) for part in x.chunk(self.chunks)]
+        outs = [self.model(part) for part in heatmaps.chunk(self.chunks)]
         return GaitOutput(
             embeddings={k: torch.cat([o.embeddings[k] for o in outs]) for k in outs[0].embeddings},
             logits={k: torch.cat([o.logits[k] for o in outs]) for k in outs[0].logits},
@@ -117,7 +123,7 @@ def single_process(bn_train: bool, ghost: bool) -> dict[str, Any]:
     if ghost:
         state.model = GhostBatches(model, WORLD)
     x, y = global_batch()
-    loss, _ = train_step(state, x, y, TRAIN, amp, world_size=1)
+    loss, _ = train_step(state, as_batch(x, y), LOSSES, amp, world_size=1)
     result = step_result(state, loss)
     if ghost:
         result["grads"] = {k.removeprefix("model."): v for k, v in result["grads"].items()}

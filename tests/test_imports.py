@@ -2,7 +2,8 @@
 
 Function-level imports count too: a cycle hidden inside a function still ties two modules together
 (each must know the other's API, and a change to either breaks the other). ``importlib.import_module``
-calls with a literal module name count as imports.
+calls with a literal module name count as imports; imports under ``if TYPE_CHECKING:`` do not (they
+never run).
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     this = module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
     found: set[str] = set()
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -47,6 +52,11 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             names = [node.args[0].value]
         found |= {n for n in names if n in modules and n != this}
     return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -99,6 +109,7 @@ def test_the_graph_sees_function_level_imports() -> None:
     assert "gaitheat.checkpoint" in graph["gaitheat.evaluate"]  # imported inside evaluate_checkpoint
     assert "gaitheat.evaluate" in graph["gaitheat.train"]  # importlib.import_module("gaitheat.evaluate")
     assert "gaitheat.device" in graph["gaitheat.train"]
+    assert "gaitheat.models.gaitheat" not in graph["gaitheat.models.inference"]  # under TYPE_CHECKING only
 
 
 def test_no_import_cycles() -> None:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gaitheat.experiment import TrainConfig
+from gaitheat.experiment import GaitHeatConfig
 from gaitheat.losses import cross_entropy_loss, gait_loss, pairwise_distances, triplet_loss, triplet_terms
 from gaitheat.models import GaitOutput
 
@@ -75,7 +75,7 @@ def fake_output(seed: int = 0, b: int = 4, k: int = 3) -> GaitOutput:
 
 def test_gait_loss_is_the_weighted_sum_of_its_terms() -> None:
     out = fake_output()
-    cfg = dataclasses.replace(TrainConfig(), triplet_weights=(1.0, 0.5, 0.0), ce_weights=(0.0, 2.0, 1.0))
+    cfg = dataclasses.replace(GaitHeatConfig(), triplet_weights=(1.0, 0.5, 0.0), ce_weights=(0.0, 2.0, 1.0))
     total, terms = gait_loss(out, LABELS, cfg)
     expected = sum(
         wt * float(triplet_loss(out.embeddings[n], LABELS, 0.2))
@@ -90,7 +90,7 @@ def test_gait_loss_is_the_weighted_sum_of_its_terms() -> None:
 
 def test_gait_loss_uses_gathered_embeddings_for_the_triplet_only() -> None:
     local, other = fake_output(0), fake_output(1)
-    cfg = TrainConfig()
+    cfg = GaitHeatConfig()
     gathered = {n: torch.cat([local.embeddings[n], other.embeddings[n]]) for n in local.embeddings}
     labels_all = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     _, terms = gait_loss(local, LABELS, cfg, triplet_embeddings=gathered, triplet_labels=labels_all)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import gaussian_heatmaps
 
-from gaitheat.experiment import ModelConfig, TrainConfig
+from gaitheat.experiment import ModelConfig
 from gaitheat.losses import gait_loss
 from gaitheat.models import MODELS, GaitHeat, GaitOutput, build_model
 from gaitheat.transforms import normalise_sequence
@@ -42,7 +42,7 @@ def test_forward_backward_shapes_and_finite_gradients(name: str, heatmaps: torch
         assert out.logits[branch].shape == (B, K, 16)
         assert float(out.logits[branch].detach().abs().max()) <= 1 + 1e-5  # cosines
     assert out.embedding.shape == (B, 8, 16)
-    loss, _ = gait_loss(out, torch.tensor([0, 0, 1, 1]), TrainConfig())
+    loss, _ = gait_loss(out, torch.tensor([0, 0, 1, 1]), ModelConfig())
     assert torch.isfinite(loss) and float(loss.detach()) > 0
     loss.backward()
     for pname, p in model.named_parameters():
@@ -105,7 +105,7 @@ def test_padding_never_reaches_batchnorm_in_training() -> None:
     for x in (clean, noisy):
         torch.manual_seed(0)
         model = build_model(TINY, num_classes=K).train()
-        losses.append(gait_loss(model(x, lengths), torch.tensor([0, 0, 1, 1]), TrainConfig())[0])
+        losses.append(gait_loss(model(x, lengths), torch.tensor([0, 0, 1, 1]), ModelConfig())[0])
     assert torch.allclose(losses[0], losses[1])
 
 
@@ -162,7 +162,7 @@ def test_bf16_autocast_forward_on_cpu() -> None:
     model = build_model(TINY, num_classes=K).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch(2, 2))
-    loss, _ = gait_loss(out, torch.tensor([0, 1]), TrainConfig())
+    loss, _ = gait_loss(out, torch.tensor([0, 1]), ModelConfig())
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
@@ -175,7 +175,7 @@ def test_cuda_fp16_autocast_training_and_eval() -> None:
     x = batch(2, 3).cuda()
     with torch.autocast("cuda", dtype=torch.float16):
         out = model(x, torch.tensor([3, 2], device="cuda"))
-    loss, _ = gait_loss(out, torch.tensor([0, 1], device="cuda"), TrainConfig())
+    loss, _ = gait_loss(out, torch.tensor([0, 1], device="cuda"), ModelConfig())
     loss.backward()
     assert torch.isfinite(loss)
     model.eval()

@@ -15,6 +15,7 @@ from torch._dynamo.utils import counters
 
 from gaitheat.checkpoint import list_checkpoints, load_model, read_checkpoint
 from gaitheat.config import load_config
+from gaitheat.datasets.sequences import Batch
 from gaitheat.experiment import ExperimentConfig, ModelConfig, Precision, TrainConfig
 from gaitheat.train import _has_cxx_compiler, amp_for, build_state, train, train_step
 
@@ -59,13 +60,14 @@ def test_train_step_updates_weights_and_schedule(precision: Precision) -> None:
     state = build_state(model, tc, amp)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.rand(6, 3, 17, 64, 48), torch.tensor([0, 0, 1, 1, 2, 2])
+    batch, losses = Batch({"heatmaps": x}, None, y, torch.arange(6)), ModelConfig().spec().losses
     model.train()
-    loss, terms = train_step(state, x, y, tc, amp)
+    loss, terms = train_step(state, batch, losses, amp)
     assert torch.isfinite(loss) and loss > 0 and {"triplet/fusion", "ce/part", "total"} <= set(terms)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any("weight" in k for k in changed)
     assert state.step == 1 and state.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
-    train_step(state, x, y, tc, amp)
+    train_step(state, batch, losses, amp)
     assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # milestone at step 2
 
 

@@ -12,8 +12,10 @@ Safety rules:
 * WAL journal: readers keep reading a consistent snapshot while one writer enrols.
 * One ``BEGIN IMMEDIATE`` transaction per enrolment, so a crash (even SIGKILL) mid-enrolment leaves
   the gallery exactly as it was before; SQLite rolls the half-written transaction back on next open.
-* The first enrolment pins the model checksum and embedding shape; embeddings of another model are
-  refused (:class:`ModelMismatchError`), because distances between two models' embeddings mean nothing.
+* The first enrolment pins the model checksum, embedding shape and distance (the model's
+  ``spec().distance``: ``euc-strip-mean`` or ``cos-strip-mean``); embeddings of another model or
+  distance are refused (:class:`ModelMismatchError`), because distances between two models'
+  embeddings mean nothing. Galleries made before the distance was recorded hold ``euc-strip-mean``.
 * Every change to the embeddings bumps ``generation``, which search indexes built from the database
   record, so a stale index is detected and rebuilt (:mod:`gaitheat.gallery.search`).
 """
@@ -31,7 +33,9 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
-DISTANCE_NAME = "euc-strip-mean"  # mean over strips P of the per-strip Euclidean distance
+DISTANCE_NAME = "euc-strip-mean"  # mean over strips P of the per-strip Euclidean distance (the default)
+# a model's spec().distance -> the name a gallery records
+DISTANCE_NAMES = {"euc": "euc-strip-mean", "cos": "cos-strip-mean"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -210,6 +214,11 @@ class GalleryDB:
         return int(self._meta_raw("generation") or 0)
 
     @property
+    def distance(self) -> str:
+        """The gallery's distance (:data:`DISTANCE_NAMES`); ``euc-strip-mean`` for older galleries."""
+        return self._meta_raw("distance") or DISTANCE_NAME
+
+    @property
     def model_sha256(self) -> str | None:
         return self._meta_raw("model_sha256")
 
@@ -245,7 +254,7 @@ class GalleryDB:
 
     # ---- writes ----------------------------------------------------------------------------------------------
     def enrol(self, name: str, items: Iterable[tuple[np.ndarray, SequenceSource]], model_sha256: str,
-              checkpoint: str = "") -> list[int]:
+              checkpoint: str = "", distance: str = DISTANCE_NAME) -> list[int]:
         """Add embeddings for ``name`` (created if new) in ONE transaction; returns the new embedding ids.
 
         Args:
@@ -253,13 +262,18 @@ class GalleryDB:
             items: (embedding (D, P), source) pairs; consumed inside the transaction.
             model_sha256: SHA-256 of the checkpoint that produced the embeddings.
             checkpoint: checkpoint path, recorded (first enrolment) so ``identify`` can find it.
+            distance: the model's distance (:data:`DISTANCE_NAMES`), pinned by the first enrolment.
         """
+        if distance not in DISTANCE_NAMES.values():
+            raise GalleryError(self.path, f"unknown distance {distance!r}; known: {sorted(DISTANCE_NAMES.values())}")
         name = name.strip()
         if not name or name.lower() == "unknown":
             raise GalleryError(self.path, f"invalid person name {name!r}")
         ids: list[int] = []
         with self.transaction():
             self.check_model(model_sha256)
+            if self.model_sha256 is not None and self.distance != distance:
+                raise ModelMismatchError(self.path, f"holds {self.distance} embeddings, got {distance} ones")
             now = _now()
             self._conn.execute("INSERT OR IGNORE INTO people(name, created) VALUES(?, ?)", (name, now))
             (person_id,) = self._conn.execute("SELECT id FROM people WHERE name=?", (name,)).fetchone()
@@ -270,6 +284,7 @@ class GalleryDB:
             if self.model_sha256 is None:
                 self._set_meta("model_sha256", model_sha256)
                 self._set_meta("checkpoint", checkpoint)
+                self._set_meta("distance", distance)
             self._bump_generation()
         return ids
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from gaitheat.gallery.db import GalleryDB, GalleryError, SequenceSource
+from gaitheat.gallery.db import DISTANCE_NAME, DISTANCE_NAMES, GalleryDB, GalleryError, SequenceSource
 from gaitheat.gallery.index import GallerySearcher
+from gaitheat.storage import HeatmapSequence
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,32 @@ UNVERIFIED = "unverified"
 
 @dataclass
 class Embedder:
-    """A loaded checkpoint that turns heatmap sequences into retrieval embeddings."""
+    """A loaded checkpoint that turns sequences into retrieval embeddings through the model's spec.
+
+    Attributes:
+        spec: the model's :class:`~gaitheat.models.spec.ModelSpec` (its inputs are loaded from each
+            sequence; None: GaitHeat's raw heatmaps, e.g. an ONNX export).
+        distance: the gallery distance name of the model (:data:`gaitheat.gallery.db.DISTANCE_NAMES`).
+    """
 
     model: Any
     sha256: str
     checkpoint: str
     device: str | None = None
     precision: str = "auto"  # gaitheat.device.resolve_precision: fp16 on CUDA, bf16 on native-bf16 CPUs
+    spec: Any = None
+    distance: str = DISTANCE_NAME
 
-    def embed(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
-        """(T, J, H, W) heatmap sequences -> (N, D, P) float32."""
+    def embed(self, sequences: Sequence[HeatmapSequence | np.ndarray]) -> np.ndarray:
+        """Sequences (or raw (T, J, H, W) heatmap arrays) -> (N, D, P) float32.
+
+        Raises:
+            StoreError: a sequence lacks a section the model's inputs need.
+        """
         from gaitheat.evaluate import embed_sequences
 
-        return embed_sequences(self.model, sequences, device=self.device, precision=self.precision)
+        return embed_sequences(self.model, sequences, device=self.device, precision=self.precision,
+                               spec=self.spec)
 
 
 def load_embedder(checkpoint: str | Path, device: str | None = None) -> Embedder:
@@ -65,14 +79,14 @@ def load_embedder(checkpoint: str | Path, device: str | None = None) -> Embedder
     import torch
 
     from gaitheat.checkpoint import load_model
-    from gaitheat.models import GaitHeat
-    from gaitheat.models.inference import optimise_for_inference
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, _, info = load_model(checkpoint, map_location=device)
-    if isinstance(model, GaitHeat):
-        model = optimise_for_inference(model)  # BN folded + channels-last: 1.6x faster, same embeddings
-    return Embedder(model, str(info["sha256"]), str(Path(checkpoint).resolve()), device)
+    model, cfg, info = load_model(checkpoint, map_location=device)
+    for_inference = getattr(model, "for_inference", None)  # GaitHeat: BN folded + channels-last, 1.6x faster
+    model = for_inference() if callable(for_inference) else model.eval()
+    spec = cfg.model.spec()
+    return Embedder(model, str(info["sha256"]), str(Path(checkpoint).resolve()), device, spec=spec,
+                    distance=DISTANCE_NAMES[spec.distance])
 
 
 @dataclass
@@ -136,7 +150,10 @@ def extract_tracks(inputs: Sequence[str | Path], embedder: Embedder, extract_cfg
         if not found:
             log.warning("%s: nobody walking was found", path)
             continue
-        emb = embedder.embed([s.require("heatmaps", path, needed_by="the gallery embedder") for _, s in found])
+        try:
+            emb = embedder.embed([s for _, s in found])
+        except StoreError as exc:  # a .ghs without the model's input section: one line naming it
+            raise GalleryError(path, exc.reason) from exc
         out += [Track(str(path), tid, s.frame_indices, s.boxes, e) for (tid, s), e in zip(found, emb, strict=True)]
     return out
 
@@ -165,7 +182,7 @@ def enrol_tracks(db: GalleryDB, name: str, tracks: Sequence[Track], embedder: Em
         t = main_track(mine)
         extra = {"first_frame": int(t.frame_indices[0]), "last_frame": int(t.frame_indices[-1])}
         items.append((t.embedding, SequenceSource(source, t.track_id, t.frames, extra)))
-    return db.enrol(name, items, embedder.sha256, embedder.checkpoint)
+    return db.enrol(name, items, embedder.sha256, embedder.checkpoint, embedder.distance)
 
 
 @dataclass

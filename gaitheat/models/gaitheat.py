@@ -16,7 +16,8 @@ uses the fusion branch after BNNeck, unit-normalised per strip (:meth:`GaitHeat.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,9 +25,64 @@ from torch import Tensor, nn
 from gaitheat.models.align import AlignMode, PixelConvention, align_heatmaps
 from gaitheat.models.layers import BNNeck, SeparateFCs, horizontal_pool, max_over, set_max
 from gaitheat.models.resnet9 import make_stage, make_stages
+from gaitheat.models.spec import FramePolicy, LossTerm, ModelConfig, ModelSpec
 
-BRANCHES = ("part", "global", "fusion")
+BRANCHES = ("part", "global", "fusion")  # also the order of triplet_weights / ce_weights
 TOP_BOTTOM = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (11, 12, 13, 14, 15, 16))
+
+
+@dataclass(frozen=True)
+class GaitHeatConfig(ModelConfig):
+    """GaitHeat network (paper §3; spec §3) and its losses. ``widths`` scales the whole network.
+
+    ``input: regen_heatmaps`` trains the same network on heatmaps drawn back from keypoints (the
+    paper's Table 4 comparison); the checkpoint then names its true input.
+    """
+
+    name: str = "gaitheat"
+    input: Literal["heatmaps", "regen_heatmaps"] = "heatmaps"
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    strides: tuple[int, int, int, int] = (1, 2, 2, 1)
+    parts: int = 16  # horizontal strips (HPM bins)
+    embed_dim: int = 256
+    # joint groups of the K part maps (COCO-17); default: top {0-10}, bottom {11-16}
+    groups: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), (11, 12, 13, 14, 15, 16))
+    align: bool = True  # pose-guided heatmap alignment
+    align_mode: Literal["composite", "two_pass"] = "composite"
+    # PGHA pixel convention: centre (exact) | edge (the release's x -> 2x/W - 1; see models/align.py)
+    align_pixels: Literal["centre", "edge"] = "centre"
+    gamma_deg: float = 5.0  # |tilt| <= gamma: no alignment at eval, random skip (p=skip_prob) in training
+    skip_prob: float = 0.8
+    neck_to: tuple[float, float] = (24.0, 16.0)  # (x, y) target of the neck in heatmap pixels
+    fusion: bool = True  # multi-stage fusion branch
+    # losses (spec §4.1): batch-all triplet on pre-BNNeck embeddings + cosine CE, per branch
+    triplet_margin: float = 0.2
+    ce_scale: float = 16.0
+    label_smoothing: float = 0.1
+    # loss weights per branch, in the order part, global, fusion
+    triplet_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ce_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def spec(self) -> ModelSpec:
+        """Heatmaps (raw or regenerated), 30 unordered frames / all frames, six terms, Euclidean."""
+        losses: list[LossTerm] = []
+        for branch, w_tri, w_ce in zip(BRANCHES, self.triplet_weights, self.ce_weights, strict=True):
+            losses.append(LossTerm(f"{branch}/embeddings", "triplet", w_tri, margin=self.triplet_margin))
+            losses.append(LossTerm(f"{branch}/logits", "ce", w_ce, scale=self.ce_scale,
+                                   smoothing=self.label_smoothing))
+        return ModelSpec(inputs={"heatmaps": self.input}, frames=FramePolicy(), losses=tuple(losses),
+                         distance="euc", streaming="set_max")
+
+    def for_target(self, target_gamma_deg: float, trained: ModelConfig) -> ModelConfig:
+        """PGHA's γ at test: the target protocol's, unless this (evaluation) config changed the trained value.
+
+        So a CASIA-B checkpoint evaluated on CCPG uses 20°, and ``--set model.gamma_deg=12`` still wins
+        (spec §7.2, inferred). Everything else is the trained model's.
+        """
+        if not isinstance(trained, GaitHeatConfig):
+            return trained
+        gamma = self.gamma_deg if self.gamma_deg != trained.gamma_deg else target_gamma_deg
+        return replace(trained, gamma_deg=gamma)
 
 
 @dataclass(frozen=True)
@@ -42,6 +98,13 @@ class GaitOutput:
     embeddings: dict[str, Tensor]
     logits: dict[str, Tensor]
     embedding: Tensor
+
+    @property
+    def features(self) -> dict[str, Tensor]:
+        """The named outputs loss terms route by: ``<branch>/embeddings`` and ``<branch>/logits``."""
+        out = {f"{name}/embeddings": emb for name, emb in self.embeddings.items()}
+        out.update({f"{name}/logits": logit for name, logit in self.logits.items()})
+        return out
 
 
 class Head(nn.Module):
@@ -100,6 +163,8 @@ class GaitHeat(nn.Module):
         fusion: build the multi-stage fusion branch; without it the fusion branch is MR of stage 4.
     """
 
+    Config: ClassVar[type[ModelConfig]] = GaitHeatConfig
+
     def __init__(
         self,
         num_classes: int,
@@ -134,6 +199,26 @@ class GaitHeat(nn.Module):
         self.fusion_stages = nn.ModuleList(make_stage(i, widths, strides) for i in (1, 2, 3)) if fusion else None
         self.heads = nn.ModuleDict({b: Head(parts, widths[-1], embed_dim, num_classes) for b in BRANCHES})
         init_parameters(self)
+        self.config: GaitHeatConfig | None = None  # set by from_config
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, num_classes: int) -> GaitHeat:
+        """The network of a :class:`GaitHeatConfig` (the registry's builder)."""
+        if not isinstance(cfg, GaitHeatConfig):
+            raise TypeError(f"GaitHeat needs a GaitHeatConfig, got {type(cfg).__name__}")
+        model = cls(num_classes, widths=cfg.widths, strides=cfg.strides, parts=cfg.parts, embed_dim=cfg.embed_dim,
+                    groups=cfg.groups, align=cfg.align, align_mode=cfg.align_mode, align_pixels=cfg.align_pixels,
+                    gamma_deg=cfg.gamma_deg,
+                    skip_prob=cfg.skip_prob, neck_to=cfg.neck_to, fusion=cfg.fusion)
+        model.config = cfg
+        return model
+
+    def for_inference(self) -> nn.Module:
+        """BatchNorm folded into the convs, channels-last (:mod:`gaitheat.models.inference`): same embeddings,
+        about 1.6x faster on CPU."""
+        from gaitheat.models.inference import optimise_for_inference
+
+        return optimise_for_inference(self)
 
     @property
     def num_streams(self) -> int:

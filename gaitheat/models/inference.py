@@ -14,13 +14,16 @@ BatchNorm left at inference, and the channels-last embedding matches NCHW to 1e-
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from gaitheat.models.gaitheat import GaitHeat
 from gaitheat.models.resnet9 import BasicBlock, Stem
+
+if TYPE_CHECKING:  # GaitHeat.for_inference imports this module
+    from gaitheat.models.gaitheat import GaitHeat
 
 
 def _fold_pair(owner: nn.Module, conv_name: str, bn_name: str) -> None:
