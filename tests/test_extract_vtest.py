@@ -57,3 +57,19 @@ def test_vtest_sequences_are_well_formed(vtest_tracks: list[TrackSequence]) -> N
         upright = (y[:, :5].mean(1) < y[:, 11:13].mean(1)) & (y[:, 11:13].mean(1) < y[:, 15:17].mean(1))
         assert upright.mean() > 0.9
         assert track.dropped["frames_kept"] == seq.num_frames
+
+
+@pytest.mark.slow
+def test_vtest_sequences_carry_plausible_silhouettes(vtest_tracks: list[TrackSequence]) -> None:
+    # Real people through BlazePose's own segmentation (same invoke): every stored frame has its
+    # silhouette, a person-sized white body spanning the 64 rows (no ground truth here; the synthetic
+    # benchmark measures the IoU).
+    for track in vtest_tracks:
+        sils = track.sequence.silhouettes
+        assert sils is not None and sils.shape == (track.sequence.num_frames, 64, 44)
+        assert set(np.unique(sils)) <= {0, 255}
+        body = (sils > 0).mean(axis=(1, 2))
+        assert np.mean(body > 0) >= 0.95, body
+        assert 0.1 < np.median(body) < 0.6, np.median(body)
+        tall = (sils > 0).any(axis=2)
+        assert np.mean(tall[:, 0] & tall[:, -1]) >= 0.95  # height normalised: first and last rows used
