@@ -73,6 +73,11 @@ class GaitHeatConfig(ModelConfig):
         return ModelSpec(inputs={"heatmaps": self.input}, frames=FramePolicy(), losses=tuple(losses),
                          distance="euc", streaming="set_max")
 
+    @classmethod
+    def tiny(cls) -> GaitHeatConfig:
+        """Widths 4-32 and 8-d embeddings: a full GaitHeat (PGHA, fusion, three heads) in a few ms on a CPU."""
+        return cls(widths=(4, 8, 16, 32), embed_dim=8)
+
     def for_target(self, target_gamma_deg: float, trained: ModelConfig) -> ModelConfig:
         """PGHA's γ at test: the target protocol's, unless this (evaluation) config changed the trained value.
 

@@ -42,6 +42,8 @@ Final signatures (what other modules code against)::
         name: str = ""
         def spec(self) -> ModelSpec
         def for_target(self, target_gamma_deg: float, trained: ModelConfig) -> ModelConfig  # default: trained
+        @classmethod
+        def tiny(cls) -> ModelConfig                   # small CPU-test instance (tests/test_seam.py); default cls()
 
     # a model class (gaitheat/models/<name>.py), registered in gaitheat.models.MODELS = {name: "module:Class"}
     class GaitModel(Protocol):
@@ -58,12 +60,19 @@ Final signatures (what other modules code against)::
 
     # gaitheat.models:  MODELS, model_class(name), config_class(name), build_model(cfg, num_classes)
     # gaitheat.datasets.sequences:  Batch(inputs, lengths, labels, indices), collate(items) -> Batch,
-    #     GaitDataset(root, rows, subjects, frames=30 | None, max_frames=720, *, inputs, policy, augment, needed_by)
-    # gaitheat.inputs:  INPUTS[kind] -> InputLoader(sections, frame_shape, load(source, positions, test) -> ndarray),
-    #     load_inputs(source, inputs, positions, test, where, needed_by) -> dict[str, ndarray]
+    #     GaitDataset(root, rows, subjects, frames=30 | None, max_frames=720, open_files=64, *, inputs, policy,
+    #                 window=60, augment=None, needed_by="")   # item: (inputs dict, label, row) or a list of views
+    # gaitheat.inputs:  INPUTS[kind] -> InputLoader(kind, sections, frame_shape, load(source, positions, test, where)),
+    #     load_inputs(source, inputs, positions, test=True, where="", needed_by="") -> dict[str, ndarray],
+    #     check_sections(held, inputs, where, needed_by)   # source: SequenceFile | HeatmapSequence
     # gaitheat.losses:  compute_losses(terms, features, labels, gathered=None, gathered_labels=None),
     #     triplet_loss, cross_entropy_loss, supcon_loss(features (B, D[, P]), labels, temperature)
-    # gaitheat.evaluate:  embed_batches(model, Iterable[Batch]), embed_sequences(model, Sequence[HeatmapSequence], spec)
+    # gaitheat.evaluate:  embed_batches(model, Iterable[Batch], device, precision),
+    #     embed_sequences(model, Sequence[HeatmapSequence | ndarray], device, max_frames, batch_size, precision,
+    #                     spec=None, window=60), embed_store(..., spec=None, window=60, needed_by="")
+    # gaitheat.train:  loss_terms(output, labels, losses, world_size),
+    #     train_step(state, batch, losses, amp, world_size), build_optimizer(model, train_cfg),
+    #     build_scheduler(optimizer, train_cfg), build_train_dataset(data_cfg, model_cfg)
 
 Every :class:`LossTerm` names one model output; pairwise kinds (triplet, supcon) see the embeddings
 of the global batch under DDP, ``ce`` the local logits. Single-vector models return ``(B, D, 1)``.
@@ -182,3 +191,8 @@ class ModelConfig:
         model); GaitHeat takes the target's PGHA γ unless the evaluation config changed it.
         """
         return trained
+
+    @classmethod
+    def tiny(cls) -> ModelConfig:
+        """A small instance for CPU tests (the registry test builds every model from it); default: ``cls()``."""
+        return cls()
