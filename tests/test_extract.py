@@ -241,7 +241,7 @@ def test_background_subtraction_and_boxes_file_sources(media_dir: Path, tmp_path
 def test_synthetic_casia_b_tree_gives_one_full_sequence_per_video(tmp_path: Path) -> None:
     """The demo's path: a CASIA-B tree of single-walker videos -> one sequence per video, every frame,
     joints where the renderer put them."""
-    synth = pytest.importorskip("gaitheat.synth")
+    from gaitheat import synth
     synth.write_dataset(tmp_path / "raw", ["001"], ["nm-01"], ["090", "180"], frames=24, progress=False)
     summary = extract_to_store([tmp_path / "raw"], tmp_path / "store", load_config(ExtractConfig, None, FAST))
     assert (summary["videos"], summary["done"]) == (2, 2)
