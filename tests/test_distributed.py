@@ -29,17 +29,37 @@ import torch
 
 from gaitheat.datasets.sequences import Batch
 from gaitheat.experiment import ModelConfig, TrainConfig
+from gaitheat.models.spec import LossTerm
 from gaitheat.train import amp_for, build_state, train_step
 
 WORLD = 2
 MODEL = ModelConfig(widths=(4, 8, 16, 32), embed_dim=8, parts=4, skip_prob=0.0)
 TRAIN = TrainConfig(precision="fp32", lr=0.1)
 LOSSES = ModelConfig().spec().losses  # GaitHeat's six terms
+# pairwise terms other models use (SupCon, batch-hard triplet) on one named output
+PAIRWISE = (LossTerm("e", "supcon", 1.0, temperature=0.1), LossTerm("e", "triplet", 0.5, mining="hard"))
+NUM_CLASSES = 4
 
 
 def as_batch(x: torch.Tensor, y: torch.Tensor) -> Batch:
     return Batch({"heatmaps": x}, None, y, torch.arange(len(y)))
-NUM_CLASSES = 4
+
+
+def pairwise_features() -> torch.Tensor:
+    """(8, 6, 2) features for the global batch of :func:`global_batch`'s labels."""
+    return torch.randn(8, 6, 2, generator=torch.Generator().manual_seed(2))
+
+
+def pairwise_grad(x: torch.Tensor, y: torch.Tensor, world_size: int) -> tuple[float, torch.Tensor]:
+    """Loss and gradient w.r.t. ``x`` of the pairwise terms through the trainer's ``loss_terms``."""
+    from gaitheat.models import ModelOutput
+    from gaitheat.train import loss_terms
+
+    x = x.clone().requires_grad_()
+    loss, _ = loss_terms(ModelOutput(features={"e": x}, embedding=x), y, PAIRWISE, world_size)
+    loss.backward()
+    assert x.grad is not None
+    return float(loss), x.grad
 
 
 def free_port() -> int:
@@ -91,6 +111,12 @@ def worker(rank: int, port: int, out: str) -> None:
             loss, _ = train_step(state, as_batch(x[local], y[local]), LOSSES, amp, WORLD)
             # a rank reports the global triplet + its local CE; the ranks' mean is the global-batch loss
             results[bn_train] = step_result(state, distributed.mean_across_ranks(loss))
+        _, y = global_batch()
+        n = len(y) // WORLD
+        local = slice(rank * n, (rank + 1) * n)  # each rank's labels are all different: positives are remote
+        loss, grad = pairwise_grad(pairwise_features()[local], y[local], WORLD)
+        results["pairwise"] = {"loss": distributed.all_gather_objects(loss),
+                               "grad": torch.cat(distributed.all_gather_objects(grad))}
         if dist.is_main:
             torch.save(results, out)
     finally:
@@ -159,6 +185,20 @@ def assert_same(ddp: dict[str, Any], ref: dict[str, Any]) -> None:
 @pytest.mark.parametrize("bn_train", [False, True], ids=["bn-eval", "bn-train-ghost"])
 def test_two_rank_gloo_ddp_equals_one_process(ddp_results: dict[bool, dict[str, Any]], bn_train: bool) -> None:
     assert_same(ddp_results[bn_train], single_process(bn_train, ghost=bn_train))
+
+
+def test_pairwise_losses_see_the_global_batch_under_gloo(ddp_results: dict[Any, dict[str, Any]]) -> None:
+    """SupCon and batch-hard triplet are gathered like GaitHeat's triplet: every rank's loss is the global
+    batch's, and its slice's gradient is ``world_size`` times the global gradient's slice, so DDP's
+    average of parameter gradients is exactly the one-process gradient."""
+    _, y = global_batch()
+    ref_loss, ref_grad = pairwise_grad(pairwise_features(), y, 1)
+    ddp = ddp_results["pairwise"]
+    assert ddp["loss"] == pytest.approx([ref_loss] * WORLD, rel=1e-5)
+    assert max_rel_diff(ddp["grad"] / WORLD, ref_grad) < 1e-5
+    assert float(ref_grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="single sample"):  # what one rank alone would have to refuse
+        pairwise_grad(pairwise_features()[:4], y[:4], 1)
 
 
 def test_per_rank_batchnorm_differs_from_whole_batch(ddp_results: dict[bool, dict[str, Any]]) -> None:
