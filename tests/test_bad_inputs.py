@@ -634,3 +634,21 @@ def test_regen(world: World, cli, tmp_path: Path, case: str) -> None:  # type: i
     _one_line(err, bad, BAD_GHS[case][1])
     assert len(list((tmp_path / "regen").glob("*/*/*/*.ghs"))) == 5
     assert not sequence_path(tmp_path / "regen", "003", "nm-02", "000").exists()
+
+
+@pytest.mark.slow
+def test_extract_prints_the_warning_of_a_truncated_video(media_dir: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_extract import write_clip
+
+    clip = write_clip(media_dir / "vtest.avi", tmp_path / "clip" / "007-nm-01-090.avi", 300, 24)
+    truncated = tmp_path / "in" / "008-nm-01-090.avi"
+    truncated.parent.mkdir()
+    data = clip.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])  # cut mid-stream: the header still announces 24 frames
+    code, _, err = cli(["extract", str(truncated), "--out", str(tmp_path / "store"), "--no-progress",
+                        "--set", "min_frames=8"])
+    assert code == 0  # extracted, as far as the file goes
+    # (LiteRT writes its own "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2 in a shell)
+    lines = [line for line in err.splitlines() if not line.startswith("INFO: Created TensorFlow Lite")]
+    assert len(lines) == 1 and lines[0].startswith(f"  warning: {truncated}: decoded ") and "truncated" in lines[0]
+    assert json.loads((tmp_path / "store" / "extract-summary.json").read_text())["warnings"] == [lines[0][11:]]
