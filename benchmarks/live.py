@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         export = export_onnx(ckpt, folder / "full.onnx", int8=True)
         torch.set_num_threads(available_cores())  # the network alone: every core, for all three runtimes
         ms = infer_ms(embedder.model, {"onnx": Path(export.path), "onnx_int8": int8_path_for(export.path)},
-                      reps=3 if args.quick else 7)
+                      reps=3 if args.quick else 5)
 
     latency = statistics.median(paced["latencies"]) if paced["latencies"] else float("nan")
     rows = [

@@ -165,6 +165,11 @@ def frame_net_for(embedder: Any) -> TorchFrameNet | OnnxWindowNet:
 
     from gaitheat.device import amp_for
 
+    spec = getattr(embedder, "spec", None)
+    if not callable(getattr(embedder.model, "frame_maps", None)) or (
+            spec is not None and dict(spec.inputs) != {"heatmaps": "heatmaps"}):
+        raise ValueError(f"{embedder.checkpoint}: live identification runs GaitHeat on pose heatmaps (or its ONNX "
+                         f"export); this checkpoint's model is {type(embedder.model).__name__}")
     device = torch.device(embedder.device or "cpu")
     amp = amp_for(getattr(embedder, "precision", "fp32"), device)
     return TorchFrameNet(embedder.model.to(device).eval(), device, amp.dtype if amp.autocast else None)

@@ -101,7 +101,11 @@ def run_live_identify(args: argparse.Namespace) -> int:
 
         reader = FrameReader(args.video, reader_cfg, on_status=status)
         finder = PeopleFinder(extract_cfg, fps=lambda: reader.fps or 25.0)
-        identifier = LiveIdentifier(frame_net_for(embedder), searcher, threshold, cfg, sink)
+        try:
+            net = frame_net_for(embedder)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        identifier = LiveIdentifier(net, searcher, threshold, cfg, sink)
         identifier.started = started
         if args.preview is not None:
             outputs.append(MjpegPreview(args.preview))
