@@ -394,3 +394,20 @@ def test_gaitheat_spec_reproduces_its_six_terms() -> None:
     trained = GaitHeatConfig(gamma_deg=5.0)
     assert trained.for_target(20.0, trained).gamma_deg == 20.0
     assert dataclasses.replace(trained, gamma_deg=12.0).for_target(20.0, trained).gamma_deg == 12.0
+
+
+def test_evaluate_merges_an_old_layout_config_into_the_checkpoints(tmp_path: Path) -> None:
+    import argparse
+
+    from gaitheat.cli.evaluate import _compose_config
+
+    cfg = from_dict(ExperimentConfig, {"model": to_dict(GaitHeatConfig.tiny())})
+    path = tmp_path / "c.pt"
+    torch.save({"format": 2, "step": 1, "model": {}, "config": to_dict(cfg), "num_classes": 3}, path)
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  triplet_margin: 0.3\neval:\n  distance: cos\n")
+    args = argparse.Namespace(checkpoint=str(path), config=str(old), overrides=[], protocol=None, data_root=None,
+                              allow_incomplete=False)
+    got = _compose_config(args)
+    assert isinstance(got, ExperimentConfig) and isinstance(got.model, GaitHeatConfig)
+    assert got.model.triplet_margin == 0.3 and got.model.widths == (4, 8, 16, 32) and got.eval.distance == "cos"

@@ -51,7 +51,7 @@ def _compose_config(args: argparse.Namespace) -> object:
 
     from gaitheat.checkpoint import read_checkpoint
     from gaitheat.config import ConfigError, apply_overrides, from_dict, resolve_config_path, yaml_error
-    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.experiment import ExperimentConfig, migrate_config
 
     try:
         data = dict(read_checkpoint(args.checkpoint)["config"])
@@ -65,6 +65,10 @@ def _compose_config(args: argparse.Namespace) -> object:
             raise ConfigError(f"{path}: not valid YAML ({yaml_error(exc)})") from exc
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+        try:  # an older layout (loss settings under train) merges into the model section
+            loaded = migrate_config(loaded)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         for section, values in loaded.items():
             data[section] = {**data.get(section, {}), **(values or {})} if isinstance(values, dict) else values
     overrides = list(args.overrides)
