@@ -17,6 +17,10 @@ Stages, each calling the library (nothing here re-implements a stage):
 6. ``report``: ``report/README.md`` with the tables, plots and a strip of heatmap overlays
    (:mod:`gaitheat.show`).
 
+With ``compare`` (``gaitheat demo --compare``) a ``compare`` stage runs before the report: the `paper`
+suite at ``cpu-small`` sizes (:mod:`gaitheat.compare`) on the same store, split and protocol, reusing the
+demo's GaitHeat checkpoint, and the report gains the comparison table and bar chart.
+
 Every stage records its result and duration in ``<out>/stages/<stage>.json`` (written atomically,
 last); a rerun with the same settings reuses finished stages, and a changed setting redoes that
 stage and the ones after it.
@@ -37,7 +41,7 @@ from gaitheat.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synth", "extract", "train", "evaluate", "gallery", "report")
+STAGES = ("synth", "extract", "train", "evaluate", "gallery", "compare", "report")
 ALL_CONDITIONS = ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06", "bg-01", "bg-02", "cl-01", "cl-02")
 
 
@@ -63,6 +67,7 @@ class DemoConfig:
         workers: processes for synthesis and extraction.
         steps: training steps (overrides ``cpu-small``'s).
         experiment: shipped experiment config to train.
+        compare: also train and evaluate the `paper` suite at cpu-small sizes (the ``compare`` stage).
     """
 
     train_subjects: int = 16
@@ -76,6 +81,7 @@ class DemoConfig:
     workers: int = 2
     steps: int = 450
     experiment: str = "cpu-small"
+    compare: bool = False
 
     def subjects(self) -> tuple[list[str], list[str]]:
         """(train, test) subject names; test subjects come after the training ones, like CASIA-B."""
@@ -96,12 +102,14 @@ _DEPENDS = {
     "synth": ("train_subjects", "test_subjects", "views", "train_conditions", "frames", "difficulty", "seed"),
     "extract": ("frame_stride",),
     "train": ("steps", "experiment"),
+    "compare": ("compare",),
 }
 # Bumped when a stage's own work changes (2: the gallery calibrates its threshold).
 _REVISION = {"gallery": 2}
 # What a stage writes, removed before it is redone with other settings (so nothing stale is reused).
 _OUTPUTS = {"synth": ("videos",), "extract": ("store", "extract-summary.json"), "train": ("run",),
-            "gallery": ("gallery.db", "gallery.db-wal", "gallery.db-shm"), "report": ("report",)}
+            "gallery": ("gallery.db", "gallery.db-wal", "gallery.db-shm"), "compare": ("compare",),
+            "report": ("report",)}
 
 
 class _Runner:
@@ -178,9 +186,12 @@ def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progre
     trained = runner.run("train", lambda: _train(root, cfg))
     scores = runner.run("evaluate", lambda: _evaluate(root, cfg, trained["checkpoint"], progress))
     gallery = runner.run("gallery", lambda: _gallery(root, cfg, trained["checkpoint"], progress))
+    compared = runner.run("compare", lambda: _compare(root, cfg, trained["checkpoint"], progress)) if cfg.compare \
+        else None
     timings = dict(runner.timings)
     report = runner.run("report", lambda: _report(root, cfg, runner.results, timings))
-    return {
+    extra = {"models": compared["models"], "compare_table": compared["table"]} if compared else {}
+    return extra | {
         "out": str(root), "report": report["path"], "table": scores["table"], "headline": scores["headline"],
         "identify": gallery, "seconds": runner.timings, "minutes": (time.perf_counter() - started) / 60,
         "nm_rank1": scores["fractions"]["NM"], "bg_rank1": scores["fractions"]["BG"],
@@ -318,6 +329,36 @@ def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> di
             "threshold": calibration.chosen, "calibration": calibration.summary(), "database": str(db_path)}
 
 
+def _compare(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> dict[str, Any]:
+    """The `paper` suite at cpu-small sizes on the demo's store and split; GaitHeat is the demo's own checkpoint.
+
+    GaitHeat on regenerated heatmaps trains with the demo's GaitHeat step plan, so the two differ
+    only in their input. A model whose input the store lacks is reported as not run.
+    """
+    from gaitheat.compare import PAPER_SUITE, compare, format_compare_table, load_entries
+
+    partition = str(root / "partition.json")
+    overrides = [f"data.root={root / 'store'}", "data.dataset=custom", f"data.partition={partition}",
+                 "eval.protocol=casia-b", f"eval.partition={partition}", "eval.allow_incomplete=true"]
+    milestones = [int(cfg.steps * 0.7), int(cfg.steps * 0.9)]
+    same_plan = [f"train.steps={cfg.steps}", f"train.milestones={milestones}",
+                 f"train.checkpoint_every={max(cfg.steps // 3, 1)}"]
+    entries = {"gaitheat": experiment_config(root, cfg)}
+    for name, (_, small) in PAPER_SUITE.items():
+        if name != "gaitheat":
+            extra = same_plan if name == "gaitheat-regen" else []
+            entries |= load_entries([f"{name}={small}"], overrides + extra)
+    summary = compare(entries, root / "compare", {"gaitheat": checkpoint}, progress=progress, keep_going=True)
+    models = {}
+    for name, row in summary["models"].items():
+        if "error" in row:
+            models[name] = {"error": row["error"]}
+            continue
+        fractions = {f"{c.lower()}_rank1": None if v is None else v / 100.0 for c, v in row["rank1"].items()}
+        models[name] = fractions | {"params": row.get("params"), "infer_ms_per_frame": row.get("infer_ms_per_frame")}
+    return {"models": models, "table": format_compare_table(summary), "png": str(root / "compare" / "compare.png")}
+
+
 def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], timings: dict[str, float]
             ) -> dict[str, Any]:
     """``report/README.md``: settings, timings, the CASIA-B table, plots, identification, overlays."""
@@ -350,6 +391,7 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
         f"`{ident['probe']}` (truly {ident['truth']}): labelled **{ident['label']}**; nearest "
         + ", ".join(f"{name} ({d:.3f})" for name, d in ident["top"])
         + (" -- correct." if ident["correct"] else " -- wrong."), "",
+        *_compare_section(root, results.get("compare")),
         "## Stage timings", "", "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()], "",
         "## Heatmap overlays (test subject " + test[0] + ")", "",
@@ -358,6 +400,21 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
     path = report / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return {"path": str(path)}
+
+
+def _compare_section(root: Path, compared: dict[str, Any] | None) -> list[str]:
+    """The model comparison's table and chart (copied next to the report), or nothing without ``--compare``."""
+    if not compared:
+        return []
+    import shutil
+
+    png = Path(compared["png"])
+    lines = ["## Model comparison (`paper` suite at cpu-small sizes, same store, split and protocol)", "",
+             "```", compared["table"], "```", ""]
+    if png.is_file():
+        shutil.copyfile(png, root / "report" / "compare.png")
+        lines += ["![rank-1 per model](compare.png)", ""]
+    return lines
 
 
 def _why(fr: dict[str, float]) -> str:

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "import-checkpoint": "import_checkpoint",
+    "compare": "compare",
     "enrol": "enrol",
     "identify": "identify",
     "gallery": "gallery",
