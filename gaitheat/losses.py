@@ -15,7 +15,8 @@ Choices (faithful to the official code unless noted):
   The per-strip loss is the sum over triples divided by the number of non-zero ones (0 if none);
   the loss is the mean over strips. Distances are computed on the pre-BNNeck embeddings in float32.
 * **Triplet, batch-hard** (``mining: hard``): per anchor and strip, its farthest positive against its
-  nearest negative, relu(d_ap - d_an + margin), averaged over anchors with a negative, then strips.
+  nearest negative, relu(d_ap - d_an + margin), averaged over the anchors that violate the margin
+  (FastPoseGait's ``AvgNonZeroReducer``; 0 when none does), then over strips.
 * **Cross-entropy** on ``scale * logits`` with label smoothing eps: (1 - eps) NLL + eps mean_c(-log p_c),
   averaged over the batch and strips.
 * **SupCon** (Khosla et al. 2020, the "SupOut" form) on unit-normalised features per strip, in
@@ -128,7 +129,8 @@ def triplet_hard_terms(embeddings: Tensor, labels: Tensor, margin: float) -> tup
         labels: (B,).
         margin: triplet margin.
     Returns:
-        loss (P,) (mean over anchors that have a negative) and violating-anchor counts (P,).
+        loss (P,) (mean over the anchors violating the margin, 0 if none: FastPoseGait's
+        ``AvgNonZeroReducer``) and violating-anchor counts (P,).
     """
     if embeddings.dim() != 3 or labels.shape != embeddings.shape[:1]:
         raise ValueError(
@@ -141,17 +143,18 @@ def triplet_hard_terms(embeddings: Tensor, labels: Tensor, margin: float) -> tup
     has_neg = (~same).any(1)  # (B,)
     terms = F.relu(hardest_pos - hardest_neg + margin) * has_neg
     terms = torch.where(has_neg, terms, torch.zeros_like(terms))  # inf - inf never reaches the sum
-    loss = terms.sum(1) / has_neg.sum().clamp_min(1)
+    loss = terms.sum(1) / (terms > 0).sum(1).clamp_min(1)
     return loss, (terms > 0).sum(1)
 
 
-def supcon_loss(features: Tensor, labels: Tensor, temperature: float = 0.01) -> Tensor:
+def supcon_loss(features: Tensor, labels: Tensor, temperature: float = 0.01, similarity: str = "cos") -> Tensor:
     """Supervised contrastive loss (see the module docstring), in float32.
 
     Args:
         features: (B, D) or (B, D, P) embeddings (normalised here, per strip).
         labels: (B,); every label must occur at least twice.
         temperature: softmax temperature.
+        similarity: ``cos`` (dot products of the unit vectors) or ``l2`` (minus their L2 distance).
     Returns:
         scalar float32 loss.
     Raises:
@@ -174,7 +177,12 @@ def supcon_loss(features: Tensor, labels: Tensor, temperature: float = 0.01) -> 
                          "no positive; draw K * views >= 2 samples per identity")
     with torch.autocast(features.device.type, enabled=False):
         x = F.normalize(features.float(), dim=1).permute(2, 0, 1)  # (P, B, D)
-        logits = x @ x.transpose(1, 2) / temperature  # (P, B, B)
+        if similarity == "l2":  # -|u - v| = -sqrt(2 - 2 u.v) for unit vectors; clamped for a finite gradient
+            logits = -(2 - 2 * x @ x.transpose(1, 2)).clamp_min(1e-12).sqrt() / temperature
+        elif similarity == "cos":
+            logits = x @ x.transpose(1, 2) / temperature  # (P, B, B)
+        else:
+            raise ValueError(f"SupCon similarity must be 'cos' or 'l2', got {similarity!r}")
         logits = logits.masked_fill(eye, float("-inf"))  # an anchor is never its own candidate
         log_prob = logits - torch.logsumexp(logits, dim=2, keepdim=True)
         log_prob = log_prob.masked_fill(eye, 0.0)
@@ -234,7 +242,7 @@ def compute_losses(
 
 def _pairwise(term: LossTerm, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Any]]:
     if term.kind == "supcon":
-        return supcon_loss(x, y, term.temperature), {}
+        return supcon_loss(x, y, term.temperature, term.similarity), {}
     if term.mining == "hard":
         strip_loss, count = triplet_hard_terms(x, y, term.margin)
         anchors = (y.unsqueeze(0) != y.unsqueeze(1)).any(1).sum().clamp_min(1)

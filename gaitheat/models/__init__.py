@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 MODELS: dict[str, str] = {
     "gaitheat": "gaitheat.models.gaitheat:GaitHeat",
+    "gaitgraph": "gaitheat.models.gaitgraph:GaitGraph",
+    "gaitgraph2": "gaitheat.models.gaitgraph2:GaitGraph2",
+    "gaittr": "gaitheat.models.gaittr:GaitTR",
+    "gpgait": "gaitheat.models.gpgait:GPGait",
+    "skeletongait": "gaitheat.models.skeletongait:SkeletonGait",
+    "gaitbase": "gaitheat.models.gaitbase:GaitBase",
 }
 
 

@@ -24,6 +24,7 @@ Final signatures (what other modules code against)::
         scale: float = 16.0                            # ce: logit scale
         smoothing: float = 0.1                         # ce: label smoothing
         temperature: float = 0.01                      # supcon
+        similarity: Literal["cos", "l2"] = "cos"       # supcon: cosine, or minus the L2 distance of unit vectors
         name: str = ""                                 # log name; "" = "<kind>/<output prefix>"
 
     Augment = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
@@ -131,6 +132,9 @@ class LossTerm:
     scale: float = 16.0
     smoothing: float = 0.1
     temperature: float = 0.01
+    # supcon: "cos" (dot products of unit vectors, Khosla et al.) or "l2" (minus their L2 distance:
+    # pytorch-metric-learning's SupConLoss with LpDistance, as released for GaitGraph2)
+    similarity: Literal["cos", "l2"] = "cos"
     name: str = ""
 
     @property
