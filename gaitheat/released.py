@@ -181,21 +181,23 @@ def infer_architecture(state: Mapping[str, torch.Tensor], source: str = "state_d
     )
 
 
-def model_config(arch: ReleasedArchitecture, base: ModelConfig | None = None, *,
+def model_config(arch: ReleasedArchitecture, base: object = None, *,
                  groups: Sequence[Sequence[int]] = RELEASED_GROUPS,
                  strides: Sequence[int] = RELEASED_STRIDES) -> ModelConfig:
     """A gaitheat model config for a released network: its shapes, the release's alignment.
 
     Args:
         arch: from :func:`infer_architecture`.
-        base: config whose other fields (gamma, skip_prob, neck_to ...) are kept; None = defaults.
+        base: a GaitHeat model config whose other fields (gamma, skip_prob, neck_to, loss settings ...)
+            are kept; None or another model's config = GaitHeat's defaults.
         groups: joint indices of the part streams (the release: channels 0 and 1).
         strides: ResNet9 stage strides (not visible in a state_dict).
     """
     from gaitheat.experiment import ModelConfig
 
+    start = base if isinstance(base, ModelConfig) else ModelConfig()  # a released GaitHeat is a GaitHeat
     return dataclasses.replace(
-        base or ModelConfig(), name="gaitheat", widths=arch.widths,
+        start, name="gaitheat", widths=arch.widths,
         strides=(int(strides[0]), int(strides[1]), int(strides[2]), int(strides[3])),
         parts=arch.parts, embed_dim=arch.embed_dim, groups=tuple(tuple(int(j) for j in g) for g in groups),
         fusion=True,

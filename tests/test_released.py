@@ -197,6 +197,6 @@ def test_other_widths_and_a_ddp_prefix_import(golden: dict[str, np.ndarray], tmp
     assert code == 0, err
     assert "widths (4, 8, 16, 24), 8 strips x 12 dims, 7 classes" in stdout
     model, cfg, info = load_model(out)
-    assert cfg.model.groups[1] == (11, 12, 13, 14, 15, 16) and info["step"] == 0
+    assert cfg.model.groups[1] == (11, 12, 13, 14, 15, 16) and info["step"] == 0 and cfg.model.name == "gaitheat"
     for k, v in model.state_dict().items():
         assert torch.equal(v, ours[k]), k
