@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from gaitheat.config import ConfigError
 
@@ -89,6 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gaitheat {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def report_batch(summary: Any, root: Path, verb: str = "imported") -> int:
+    """Print a per-file batch's failures (stderr) and totals, index ``root`` if anything is there; exit status.
+
+    ``summary`` has ``written``, ``skipped`` and ``failed`` (path -> reason), as the importers return.
+    """
+    from gaitheat.manifest import load_manifest
+
+    for path, reason in summary.failed.items():
+        print(f"failed {path}: {reason}", file=sys.stderr)
+    if summary.written or summary.skipped:
+        load_manifest(root, rebuild=True)
+    print(f"{verb} {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
+          f"failed {len(summary.failed)} -> {root}")
+    return 1 if summary.failed else 0
 
 
 def not_available(name: str, issue: str) -> int:

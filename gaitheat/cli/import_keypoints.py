@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gaitheat.cli import UserError
+from gaitheat.cli import UserError, report_batch
 
 HELP = ("Import keypoint-only data into a store: OpenGait/FastPoseGait pose-pickle trees, COCO-format or "
         "AlphaPose results JSON (one file per video), OpenPose/OUMVLP-Pose per-frame JSON folders. "
@@ -30,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gaitheat.import_keypoints import import_keypoints
-    from gaitheat.manifest import load_manifest
 
     if not args.src.exists():
         raise UserError(f"{args.src}: no such file or folder")
@@ -43,10 +41,4 @@ def run(args: argparse.Namespace) -> int:
                                    overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    for path, reason in summary.failed.items():
-        print(f"failed {path}: {reason}", file=sys.stderr)
-    if summary.written or summary.skipped:
-        load_manifest(args.store, rebuild=True)
-    print(f"imported {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
-          f"failed {len(summary.failed)} -> {args.store}")
-    return 1 if summary.failed else 0
+    return report_batch(summary, args.store)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gaitheat.cli import UserError
+from gaitheat.cli import UserError, report_batch
 
 HELP = ("Import an OpenGait/FastPoseGait tree of float_*.pkl / pose_*.pkl files into a heatmap store "
         "(pickles are loaded with a restricted unpickler: plain numeric arrays only).")
@@ -20,15 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gaitheat.interop import import_pkl_tree
-    from gaitheat.manifest import load_manifest
 
     if not args.src.is_dir():
         raise UserError(f"{args.src} is not a folder")
     summary = import_pkl_tree(args.src, args.dst, overwrite=args.overwrite)
-    for path, reason in summary.failed.items():
-        print(f"failed {path}: {reason}", file=sys.stderr)
-    if summary.written or summary.skipped:
-        load_manifest(args.dst, rebuild=True)
-    print(f"imported {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
-          f"failed {len(summary.failed)} -> {args.dst}")
-    return 1 if summary.failed else 0
+    return report_batch(summary, args.dst)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gaitheat.cli import UserError
+from gaitheat.cli import UserError, report_batch
 
 HELP = ("Import an OpenGait tree of silhouette pickles (SRC/<subject>/<condition>/<view>/*.pkl, uint8 "
         "[T, 64, 64] or [T, 64, 44]) into a store (restricted unpickler: plain numeric arrays only).")
@@ -20,17 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gaitheat.import_silhouettes import import_silhouette_tree, silhouette_pickles
-    from gaitheat.manifest import load_manifest
 
     if not args.src.is_dir():
         raise UserError(f"{args.src} is not a folder")
     if not silhouette_pickles(args.src):
         raise UserError(f"{args.src}: no silhouette pickles at <subject>/<condition>/<view>/*.pkl")
     summary = import_silhouette_tree(args.src, args.dst, overwrite=args.overwrite)
-    for path, reason in summary.failed.items():
-        print(f"failed {path}: {reason}", file=sys.stderr)
-    if summary.written or summary.skipped:
-        load_manifest(args.dst, rebuild=True)
-    print(f"imported {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
-          f"failed {len(summary.failed)} -> {args.dst}")
-    return 1 if summary.failed else 0
+    return report_batch(summary, args.dst)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gaitheat.cli import UserError
+from gaitheat.cli import UserError, report_batch
 
 HELP = ("Write the 'regenerated heatmaps' twin of a store: same frames, crop boxes and keypoints, heatmaps "
         "drawn as Gaussians at the keypoints (meta heatmap_source=regenerated). Resumable.")
@@ -26,7 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gaitheat.manifest import load_manifest
     from gaitheat.regen import regen_store
 
     if not args.store.is_dir():
@@ -38,10 +36,4 @@ def run(args: argparse.Namespace) -> int:
                               overwrite=args.overwrite, progress=not args.no_progress)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    for path, reason in summary.failed.items():
-        print(f"failed {path}: {reason}", file=sys.stderr)
-    if summary.written or summary.skipped:
-        load_manifest(args.out, rebuild=True)
-    print(f"regenerated {len(summary.written)}, skipped {len(summary.skipped)} (already there), "
-          f"failed {len(summary.failed)} -> {args.out}")
-    return 1 if summary.failed else 0
+    return report_batch(summary, args.out, "regenerated")
