@@ -42,6 +42,32 @@ def test_strip_distance_matches_definition() -> None:
     np.testing.assert_array_equal(rows, np.argsort(brute, axis=1))
 
 
+def test_cosine_gallery_is_searched_by_cosine_distance_exact_and_faiss(tmp_path: Path) -> None:
+    # strips of very different norms: the Euclidean and the cosine nearest neighbours differ
+    rng = np.random.default_rng(3)
+    gallery = (rng.standard_normal((40, 6, 3)) * rng.uniform(0.1, 10.0, (40, 1, 3))).astype(np.float32)
+    probe = (rng.standard_normal((5, 6, 3)) * rng.uniform(0.1, 10.0, (5, 1, 3))).astype(np.float32)
+    norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731 (per strip, over D)
+    brute = 1.0 - np.einsum("qdp,ndp->qn", norm(probe), norm(gallery)) / 3  # 1 - mean_p cos_p
+    want = np.argsort(brute, axis=1)[:, :4]
+    d, rows = ExactSearcher(gallery, chunk=7, metric="cos").search(probe, 4)
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_allclose(d, np.take_along_axis(brute, want, 1), atol=1e-5)
+    assert not np.array_equal(ExactSearcher(gallery).search(probe, 4)[1], want)  # Euclidean would differ
+    build_faiss_index(_chunks(gallery, 9), len(gallery), (6, 3), tmp_path / "cos", FaissParams(candidates=4),
+                      metric="cos")  # only 4 candidates: L2 on unit strips must already order them right
+    d, rows = FaissSearcher(tmp_path / "cos").search(probe, 4)
+    np.testing.assert_array_equal(rows, want)
+    np.testing.assert_allclose(d, np.take_along_axis(brute, want, 1), atol=1e-5)
+    # a gallery records the distance of the model that filled it; open_searcher searches with it
+    with GalleryDB(tmp_path / "g.db", create=True) as db:
+        db.enrol("a", _items(gallery[:20]), SHA_A, "ckpt.pt", distance="cos-strip-mean")
+        db.enrol("b", _items(gallery[20:]), SHA_A, "ckpt.pt", distance="cos-strip-mean")
+        for kind in ("exact", "faiss"):
+            name, dist = open_searcher(db, kind).top_people(probe[0], 1)[0]  # type: ignore[arg-type]
+            assert name == ("a" if want[0, 0] < 20 else "b") and dist == pytest.approx(brute[0, want[0, 0]], abs=1e-5)
+
+
 def test_enrol_list_remove_and_generation(tmp_path: Path) -> None:
     with _filled(tmp_path / "g.db") as db:
         assert [p.name for p in db.people()] == ["person0", "person1", "person2"]

@@ -25,8 +25,9 @@ from typing import Literal
 import numpy as np
 
 from gaitheat.atomic import atomic_write_text
-from gaitheat.gallery.db import GalleryDB, GalleryError
+from gaitheat.gallery.db import DISTANCE_NAMES, GalleryDB, GalleryError
 from gaitheat.gallery.search import ExactSearcher, FaissParams, FaissSearcher, build_faiss_index
+from gaitheat.metrics import Metric
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,14 @@ class GallerySearcher:
             want = min(len(self), want * 4)  # people with many sequences crowded the list: widen it
 
 
+def gallery_metric(db: GalleryDB) -> Metric:
+    """The :mod:`gaitheat.metrics` distance of the gallery's recorded model distance (``euc`` for old galleries)."""
+    metrics: dict[str, Metric] = {DISTANCE_NAMES["euc"]: "euc", DISTANCE_NAMES["cos"]: "cos"}
+    if db.distance not in metrics:
+        raise GalleryError(db.path, f"unknown gallery distance {db.distance!r}; known: {sorted(metrics)}")
+    return metrics[db.distance]
+
+
 def open_searcher(db: GalleryDB, kind: SearchKind = "auto", params: FaissParams | None = None) -> GallerySearcher:
     """A searcher over ``db``'s embeddings at its current generation, building a FAISS index if needed."""
     n = db.count()
@@ -86,7 +95,7 @@ def open_searcher(db: GalleryDB, kind: SearchKind = "auto", params: FaissParams 
     if not use_faiss:
         matrix = db.load_matrix()
         table = {int(e): matrix.names[p] for e, p in zip(matrix.ids, matrix.person_index, strict=True)}
-        return GallerySearcher(ExactSearcher(matrix.vectors), matrix.ids,
+        return GallerySearcher(ExactSearcher(matrix.vectors, metric=gallery_metric(db)), matrix.ids,
                                lambda ids: {int(e): table[int(e)] for e in ids}, matrix.generation)
     folder = current_index(db) or build_index(db, params)
     searcher = FaissSearcher(folder)
@@ -125,7 +134,8 @@ def build_index(db: GalleryDB, params: FaissParams | None = None, chunk: int = 1
         params = params or FaissParams.for_size(total)
         folder = root / f"gen-{generation}-{secrets.token_hex(4)}"
         log.info("building a %s index of %d embeddings in %s", params.factory, total, folder)
-        build_faiss_index(db.iter_vectors(chunk, snapshot=False), total, (shape[0], shape[1]), folder, params)
+        build_faiss_index(db.iter_vectors(chunk, snapshot=False), total, (shape[0], shape[1]), folder, params,
+                          metric=gallery_metric(db))
     atomic_write_text(root / "current.json", json.dumps(
         {"folder": folder.name, "generation": generation, "model_sha256": db.model_sha256}))
     for old in root.glob("gen-*"):

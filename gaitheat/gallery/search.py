@@ -1,7 +1,13 @@
 """Nearest-neighbour search over gallery embeddings with the evaluation's distance.
 
-The distance between two embeddings ``x, y`` of shape ``(D, P)`` is the mean over the P strips of the
-per-strip Euclidean distance, ``mean_p ||x[:, p] - y[:, p]||`` (spec §5, ``cuda_dist(..., 'euc')``).
+The distance between two embeddings ``x, y`` of shape ``(D, P)`` is the one their model is evaluated
+with (:mod:`gaitheat.metrics`), recorded per gallery:
+
+* ``euc`` (``euc-strip-mean``, GaitHeat and most models): the mean over the P strips of the
+  per-strip Euclidean distance, ``mean_p ||x[:, p] - y[:, p]||`` (spec §5, ``cuda_dist(..., 'euc')``);
+* ``cos`` (``cos-strip-mean``, GaitGraph2): ``1 - mean_p <x̂_p, ŷ_p>`` with each strip L2-normalised.
+  For per-strip-normalised vectors the plain L2 distance of the flattened ``D*P`` vectors is
+  ``sqrt(2 P * cos)``, a monotone function of it, so FAISS's L2 candidates order them exactly.
 
 Two searchers, one contract (``search(queries (Q, D, P), k) -> (distances (Q, k), rows (Q, k))``,
 sorted ascending, rows index the vectors the searcher was built from):
@@ -31,22 +37,34 @@ from typing import Any
 import numpy as np
 
 from gaitheat.atomic import atomic_write_text
-from gaitheat.metrics import _augment_gallery, _euclidean_block, distance_matrix, strip_major
+from gaitheat.metrics import Metric, _augment_gallery, _euclidean_block, _normalise_strips, distance_matrix, strip_major
 
 DEFAULT_CHUNK = 8192  # gallery rows per distance block: (Q, chunk, P) floats at a time
 PCA_SAMPLE = 20_000  # rows that fit the projection (330 MB at 256 x 16); the index trains on more, projected
 
 
-def strip_distances(probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """Mean over strips of per-strip Euclidean distances: :func:`gaitheat.metrics.distance_matrix`.
+def strip_distances(probe: np.ndarray, gallery: np.ndarray, metric: Metric = "euc") -> np.ndarray:
+    """The strip-mean distance ``metric`` (module docstring): :func:`gaitheat.metrics.distance_matrix`.
 
     Args:
         probe: (Q, D, P) float32.
         gallery: (N, D, P) float32.
+        metric: ``euc`` or ``cos``.
     Returns:
         (Q, N) float32.
     """
-    return distance_matrix(probe, gallery)
+    return distance_matrix(probe, gallery, metric)
+
+
+def _flat_unit_strips(vectors: np.ndarray) -> np.ndarray:
+    """(N, D, P) -> (N, P*D) float32 with every strip L2-normalised: the layout cosine search wants."""
+    strips = _normalise_strips(strip_major(vectors))  # (P, N, D)
+    return np.ascontiguousarray(strips.transpose(1, 0, 2).reshape(strips.shape[1], -1))
+
+
+def _cosine_block(q_flat: np.ndarray, g_flat: np.ndarray, strips: int) -> np.ndarray:
+    """(c, P*D) and (n, P*D) unit-strip rows -> (c, n) cosine strip-mean distances."""
+    return (1.0 - (q_flat @ g_flat.T) / strips).astype(np.float32, copy=False)
 
 
 def _merge_topk(best_d: np.ndarray, best_i: np.ndarray, d: np.ndarray, offset: int, k: int
@@ -85,20 +103,32 @@ def _topk_blocks(q: np.ndarray, blocks: Iterable[tuple[int, np.ndarray]], k: int
 
 
 class ExactSearcher:
-    """Brute-force search over vectors (N, D, P) held in memory."""
+    """Brute-force search over vectors (N, D, P) held in memory, with the gallery's ``metric``."""
 
     kind = "exact"
 
-    def __init__(self, vectors: np.ndarray, chunk: int = DEFAULT_CHUNK) -> None:
-        # laid out per strip once, not on every query
-        self._gallery = _augment_gallery(strip_major(vectors))
+    def __init__(self, vectors: np.ndarray, chunk: int = DEFAULT_CHUNK, metric: Metric = "euc") -> None:
+        if metric not in ("euc", "cos"):
+            raise ValueError(f"unknown distance metric {metric!r}; use 'euc' or 'cos'")
+        self.metric: Metric = metric
         self.chunk = chunk
+        self._strips = int(np.asarray(vectors).shape[-1]) if np.asarray(vectors).ndim == 3 else 1
+        # laid out once, not on every query: (P, N, D + 2) for euc, (N, P*D) unit strips for cos
+        self._gallery = _flat_unit_strips(vectors) if metric == "cos" else _augment_gallery(strip_major(vectors))
 
     def __len__(self) -> int:
-        return int(self._gallery.shape[1])
+        return int(self._gallery.shape[0 if self.metric == "cos" else 1])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n, chunk = len(self), self.chunk
+        if self.metric == "cos":
+            q = _flat_unit_strips(queries)
+            best_d = np.empty((len(q), 0), dtype=np.float32)
+            best_i = np.empty((len(q), 0), dtype=np.int64)
+            for s in range(0, n, chunk):
+                block = _cosine_block(q, self._gallery[s:s + chunk], self._strips)
+                best_d, best_i = _merge_topk(best_d, best_i, block, s, k)
+            return best_d, best_i
         return _topk_blocks(strip_major(queries), ((s, self._gallery[:, s:s + chunk]) for s in range(0, n, chunk)), k)
 
 
@@ -201,26 +231,28 @@ def _flat(vectors: np.ndarray) -> np.ndarray:
 
 
 class _Projection:
-    """Flatten (n, D, P) to (n, D*P) and optionally project onto stored principal components."""
+    """Flatten (n, D, P) to (n, D*P), strips unit-normalised first for ``cos``; optionally project (PCA)."""
 
-    def __init__(self, mean: np.ndarray | None = None, components: np.ndarray | None = None) -> None:
-        self.mean, self.components = mean, components
+    def __init__(self, mean: np.ndarray | None = None, components: np.ndarray | None = None,
+                 metric: Metric = "euc") -> None:
+        self.mean, self.components, self.metric = mean, components, metric
 
     @property
     def dim(self) -> int | None:
         return None if self.components is None else int(self.components.shape[1])
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        flat = _flat(vectors)
+        flat = _flat_unit_strips(vectors) if self.metric == "cos" else _flat(vectors)
         if self.components is None or self.mean is None:
             return flat
         return np.ascontiguousarray((flat - self.mean) @ self.components)
 
 
 def _write_raw(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shape: tuple[int, int], folder: Path,
-               params: FaissParams, rng: np.random.Generator) -> np.ndarray:
+               params: FaissParams, rng: np.random.Generator, metric: Metric = "euc") -> np.ndarray:
     """Pass one: raw vectors and ids to disk; returns a random sample (n, D*P) to fit the projection."""
     take = min(params.train_size, PCA_SAMPLE) / max(total, 1) if params.pca_dim else 0.0
+    flatten = _Projection(metric=metric)  # the PCA is fitted in the space the index searches
     samples: list[np.ndarray] = [np.empty((0, int(np.prod(shape))), dtype=np.float32)]
     ids_out = np.lib.format.open_memmap(folder / "ids.npy", mode="w+", dtype=np.int64, shape=(total,))
     written = 0
@@ -232,7 +264,7 @@ def _write_raw(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shap
             ids_out[written:written + len(ids)] = ids
             written += len(ids)
             if take > 0:
-                samples.append(_flat(vecs[rng.random(len(vecs)) < take]))
+                samples.append(flatten(vecs[rng.random(len(vecs)) < take]))
         raw.flush()
         os.fsync(raw.fileno())
     if written != total:
@@ -242,24 +274,25 @@ def _write_raw(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shap
 
 
 def build_faiss_index(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: int, shape: tuple[int, int],
-                      folder: str | Path, params: FaissParams, seed: int = 0) -> Path:
+                      folder: str | Path, params: FaissParams, seed: int = 0, metric: Metric = "euc") -> Path:
     """Stream ``(ids (n,), vectors (n, D, P))`` chunks into a new index folder; returns the folder.
 
     One pass over ``chunks`` writes the raw store and keeps a random training sample; the projection
     and index are then trained on the sample and filled from the raw store block by block, so memory
-    holds one block plus the sample, never the whole gallery.
+    holds one block plus the sample, never the whole gallery. ``metric`` is the gallery's distance:
+    for ``cos`` the index holds per-strip-normalised vectors (module docstring).
     """
     import faiss
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    sample = _write_raw(chunks, total, shape, folder, params, rng)
-    projection = _Projection()
+    sample = _write_raw(chunks, total, shape, folder, params, rng, metric)
+    projection = _Projection(metric=metric)
     if params.pca_dim:
         mean, components = fit_pca(sample, params.pca_dim, seed)
         np.savez(folder / "pca.npz", mean=mean, components=components)
-        projection = _Projection(mean, components)
+        projection = _Projection(mean, components, metric)
     del sample
     index = faiss.index_factory(projection.dim or int(np.prod(shape)), params.factory, faiss.METRIC_L2)
     store = RawStore(folder / "vectors.raw", (total, *shape), params.raw_dtype)
@@ -271,7 +304,7 @@ def build_faiss_index(chunks: Iterable[tuple[np.ndarray, np.ndarray]], total: in
         index.add(projection(store.block(start, min(total, start + 20_000))))
     store.close()
     faiss.write_index(index, str(folder / "faiss.index"))
-    info = {"total": total, "shape": list(shape), "params": asdict(params)}
+    info = {"total": total, "shape": list(shape), "params": asdict(params), "metric": metric}
     atomic_write_text(folder / "info.json", json.dumps(info, indent=1))
     return folder
 
@@ -291,10 +324,12 @@ class FaissSearcher:
         self.index = faiss.read_index(str(self.folder / "faiss.index"))
         if self.index.ntotal != self.shape[0]:
             raise ValueError(f"{self.folder}: index holds {self.index.ntotal} vectors, info says {self.shape[0]}")
-        self.projection = _Projection()
+        # indexes written before galleries recorded a distance are Euclidean
+        self.metric: Metric = "cos" if info.get("metric") == "cos" else "euc"
+        self.projection = _Projection(metric=self.metric)
         if self.params.pca_dim:
             with np.load(self.folder / "pca.npz") as pca:
-                self.projection = _Projection(pca["mean"], pca["components"])
+                self.projection = _Projection(pca["mean"], pca["components"], self.metric)
         self.nprobe = nprobe or self.params.nprobe
         self.candidates = candidates or self.params.candidates
         if "IVF" in self.params.factory:
@@ -313,7 +348,7 @@ class FaissSearcher:
         out_i = np.full(out_d.shape, -1, dtype=np.int64)
         for q, rows in enumerate(cand):
             rows = rows[rows >= 0]
-            d = strip_distances(queries[q:q + 1], self.raw.rows(rows))[0]
+            d = strip_distances(queries[q:q + 1], self.raw.rows(rows), self.metric)[0]
             order = np.lexsort((rows, d))[:out_d.shape[1]]
             out_d[q, :len(order)], out_i[q, :len(order)] = d[order], rows[order]
         return out_d, out_i
