@@ -16,6 +16,13 @@ A checkpoint ``OUT/checkpoints/step-0001000.pt`` is a ``torch.save`` dict with:
 newest ``keep_last`` step files are kept. Every file is written to a temporary sibling and renamed
 (:mod:`gaitheat.atomic`), so a kill at any moment leaves the previous checkpoint intact. Files load
 with ``weights_only=True``: a checkpoint holds only tensors and plain data, never pickled code.
+
+Exported weights (``NAME.safetensors`` + its sidecar ``NAME.json``, written by
+:func:`gaitheat.pretrained.export_pretrained`) load wherever a checkpoint does: :func:`read_checkpoint`
+reads them through :func:`read_weights`, which checks the file's size and SHA-256 against the sidecar
+*before* anything is deserialised, and the safetensors header's size before it is parsed, so a
+tampered, truncated or oversized file is refused with one error naming it. The model's SHA-256 (the
+gallery's fingerprint) is then that of the ``.safetensors`` file, as it is the ``.pt``'s for a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pickle
 import random
@@ -42,6 +50,14 @@ CHECKPOINT_FORMAT = 2
 CHECKPOINT_DIR = "checkpoints"
 LAST_NAME = "last.pt"
 _STEP_FILE = re.compile(r"^step-(\d{7,})\.pt$")
+
+WEIGHTS_SUFFIX = ".safetensors"
+WEIGHTS_FORMAT = "gaitheat-weights-1"  # the sidecar's and the safetensors metadata's "format"
+MAX_WEIGHTS_BYTES = 1 << 30  # a full-width GaitHeat is far below; bounds what one file can make us read
+MAX_HEADER_BYTES = 1 << 24  # safetensors' own limit is 100 MB; a state dict's tensor table is a few KB
+MAX_SIDECAR_BYTES = 1 << 22
+# safetensors dtype -> bytes per element (what the header's offsets must agree with)
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 @dataclass
@@ -179,8 +195,155 @@ def find_resume(out: str | Path) -> Path | None:
     return last if last.is_file() else None
 
 
+def is_weights_path(path: str | Path) -> bool:
+    """An exported ``.safetensors`` weights file (rather than a training ``.pt``)."""
+    return Path(path).suffix.lower() == WEIGHTS_SUFFIX
+
+
+def weights_sidecar(path: str | Path) -> Path:
+    """``NAME.json`` next to ``NAME.safetensors``: config, provenance and the expected SHA-256."""
+    return Path(path).with_suffix(".json")
+
+
+class WeightsError(ValueError):
+    """Exported weights that are missing, damaged, tampered with or malformed; the message names the file."""
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar of the weights file ``path`` (read and checked for shape, the weights not touched).
+
+    Raises:
+        WeightsError: missing, too large, not JSON, or without the fields a load needs.
+    """
+    side = weights_sidecar(path)
+    try:
+        if side.stat().st_size > MAX_SIDECAR_BYTES:
+            raise WeightsError(f"{side}: {side.stat().st_size} bytes, more than a weights sidecar can be "
+                               f"({MAX_SIDECAR_BYTES})")
+        meta = json.loads(side.read_text())
+    except FileNotFoundError as exc:
+        raise WeightsError(f"{path}: its sidecar {side.name} is missing (it holds the SHA-256 the weights are "
+                           "checked against); export weights with `gaitheat export-pretrained`") from exc
+    except OSError as exc:
+        raise WeightsError(f"{side}: cannot read ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise WeightsError(f"{side}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{side}: not a gaitheat weights sidecar (format {WEIGHTS_FORMAT!r} expected)")
+    if not isinstance(meta.get("sha256"), str) or not isinstance(meta.get("size_bytes"), int):
+        raise WeightsError(f"{side}: no sha256 / size_bytes for the weights")
+    return meta
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks (bounded memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_safetensors_header(data: bytes | memoryview, path: str | Path) -> dict[str, Any]:
+    """The parsed header of safetensors bytes, after checking its size and every tensor's byte range.
+
+    Layout: 8-byte little-endian header length N, N bytes of JSON, then the tensor bytes. N is checked
+    against the file's length and :data:`MAX_HEADER_BYTES` before the JSON is read, so a header that
+    claims gigabytes costs nothing.
+
+    Raises:
+        WeightsError: truncated, oversized header, malformed JSON or tensor ranges outside the data.
+    """
+    if len(data) < 8:
+        raise WeightsError(f"{path}: {len(data)} bytes, too short for a safetensors file (truncated?)")
+    size = int.from_bytes(bytes(data[:8]), "little")
+    if size < 2 or size > min(MAX_HEADER_BYTES, len(data) - 8):
+        raise WeightsError(f"{path}: safetensors header claims {size} bytes but the file has {len(data) - 8} "
+                           f"after the length field (limit {MAX_HEADER_BYTES}); truncated or not safetensors")
+    try:
+        header = json.loads(bytes(data[8:8 + size]))
+    except ValueError as exc:
+        raise WeightsError(f"{path}: safetensors header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: safetensors header is not a JSON object")
+    body = len(data) - 8 - size
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = (int(v) for v in entry["data_offsets"])
+            count = int(np.prod([int(d) for d in entry["shape"]], dtype=np.int64))
+            width = _DTYPE_BYTES[entry["dtype"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"{path}: tensor {name!r} has a malformed header entry") from exc
+        if not 0 <= start <= end <= body or end - start != count * width:
+            raise WeightsError(f"{path}: tensor {name!r} lies outside the file's {body} data bytes (truncated?)")
+    return header
+
+
+def read_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """An exported ``.safetensors`` as a checkpoint dict (``step``, ``model``, ``config``, ``sha256`` ...).
+
+    Order matters: size and SHA-256 against the sidecar first, on the bytes read once (so what is
+    checked is what is loaded), then the header, and only then are tensors built.
+
+    Raises:
+        WeightsError: (a ``ValueError``) naming the file: missing, no sidecar, wrong size, SHA-256
+            mismatch (tampered or damaged), malformed header or metadata.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    path = Path(path)
+    meta = read_sidecar(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise WeightsError(f"{path}: {size} bytes, more than gaitheat loads as weights ({MAX_WEIGHTS_BYTES})")
+        if size != meta["size_bytes"]:
+            raise WeightsError(f"{path}: {size} bytes but {weights_sidecar(path).name} says {meta['size_bytes']}: "
+                               "the weights file is truncated or was replaced; refusing to load it")
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise WeightsError(f"{path}: no such weights file") from exc
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read weights ({exc.strerror})") from exc
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != meta["sha256"]:
+        raise WeightsError(f"{path}: SHA-256 mismatch: the file is {sha[:16]}... but {weights_sidecar(path).name} "
+                           f"expects {meta['sha256'][:16]}...; the weights are damaged or were tampered with, "
+                           "refusing to load them")
+    header = check_safetensors_header(data, path)
+    stored = header.get("__metadata__") or {}
+    try:
+        config = json.loads(stored["config"])
+        info = {"step": int(stored["step"]), "num_classes": int(stored["num_classes"]),
+                "subjects": list(json.loads(stored.get("subjects", "[]")))}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: safetensors metadata lacks the gaitheat config/step/num_classes") from exc
+    if stored.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: weights format {stored.get('format')!r}, this gaitheat reads {WEIGHTS_FORMAT!r}")
+    try:
+        state = load_safetensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: not readable safetensors ({exc})") from exc
+    try:
+        config = migrate_config(config)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: stored config does not migrate ({exc})") from exc
+    device = torch.device(map_location)
+    return {"format": CHECKPOINT_FORMAT, "model": {k: v.to(device) for k, v in state.items()}, "config": config,
+            "sha256": sha, **info}
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict (``weights_only``); raises ``ValueError`` naming the file if it is not one."""
+    """Load a checkpoint dict (``weights_only``); raises ``ValueError`` naming the file if it is not one.
+
+    An exported ``.safetensors`` (:func:`is_weights_path`) is read by :func:`read_weights` instead,
+    into the same dict (without optimiser, scheduler or RNG state: it cannot resume training).
+    """
+    if is_weights_path(path):
+        return read_weights(path, map_location)
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -226,6 +389,9 @@ def load_checkpoint(path: str | Path, state: TrainState, map_location: str | tor
 
 def restore_state(payload: dict[str, Any], state: TrainState, rank: int = 0) -> None:
     """Put a loaded checkpoint dict (:func:`read_checkpoint`) into ``state`` and this rank's RNG."""
+    if "optimizer" not in payload:
+        raise ValueError("exported weights (.safetensors) hold no optimiser state and cannot resume training; "
+                         "resume from the training checkpoint (.pt) they were exported from")
     unwrap(state.model).load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])
@@ -241,7 +407,8 @@ def load_model(checkpoint_path: str | Path, map_location: str | torch.device = "
     """The trained network of a checkpoint, ready for inference.
 
     Args:
-        checkpoint_path: a ``.pt`` written by training (any format).
+        checkpoint_path: a ``.pt`` written by training (any format), or exported weights
+            (``.safetensors`` with its sidecar, SHA-256 checked before loading).
         map_location: where the model goes.
         model_config: build with this model config instead of the stored one (same weights), e.g.
             the stored one adjusted for a target protocol (:meth:`ModelConfig.for_target`).

@@ -14,7 +14,10 @@ Stages, each calling the library (nothing here re-implements a stage):
    (:mod:`gaitheat.gallery`), calibrate its open-set threshold with walkers it never enrolled
    (the test subjects' nm-06 walks, and the training subjects as strangers), and identify the
    walker of one unseen probe video;
-6. ``report``: ``report/README.md`` with the tables, plots and a strip of heatmap overlays
+6. ``pretrained``: the pretrained model shipped in the package (:mod:`gaitheat.pretrained`), never
+   trained on this store, scored on the same test subjects and protocol (skipped, with one line in
+   the report, when no pretrained model ships);
+7. ``report``: ``report/README.md`` with the tables, plots and a strip of heatmap overlays
    (:mod:`gaitheat.show`).
 
 With ``compare`` (``gaitheat demo --compare``) a ``compare`` stage runs before the report: the `paper`
@@ -41,7 +44,7 @@ from gaitheat.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("synth", "extract", "train", "evaluate", "gallery", "compare", "report")
+STAGES = ("synth", "extract", "train", "evaluate", "gallery", "pretrained", "compare", "report")
 ALL_CONDITIONS = ("nm-01", "nm-02", "nm-03", "nm-04", "nm-05", "nm-06", "bg-01", "bg-02", "cl-01", "cl-02")
 
 
@@ -121,9 +124,12 @@ class _Runner:
         self.timings: dict[str, float] = {}
         self._chain = ""
 
-    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def run(self, name: str, fn: Callable[[], dict[str, Any]], depends_on: Any = None) -> dict[str, Any]:
+        """Run stage ``name`` unless reusable; ``depends_on``: more plain data its output depends on."""
         settings = asdict(self.cfg)
         parts: list[Any] = [self._chain, name, [settings[k] for k in _DEPENDS.get(name, ())]]
+        if depends_on is not None:
+            parts.append(depends_on)
         if name in _REVISION:  # what the stage does changed: an older marker must not be reused
             parts.append(_REVISION[name])
         self._chain = key = _digest(parts)
@@ -186,6 +192,10 @@ def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progre
     trained = runner.run("train", lambda: _train(root, cfg))
     scores = runner.run("evaluate", lambda: _evaluate(root, cfg, trained["checkpoint"], progress))
     gallery = runner.run("gallery", lambda: _gallery(root, cfg, trained["checkpoint"], progress))
+    from gaitheat.pretrained import shipped_model
+
+    shipped = shipped_model()  # its SHA-256 keys the stage: another shipped model is scored afresh
+    runner.run("pretrained", lambda: _pretrained(root, cfg, progress), depends_on=shipped and shipped.sha256)
     compared = runner.run("compare", lambda: _compare(root, cfg, trained["checkpoint"], progress)) if cfg.compare \
         else None
     timings = dict(runner.timings)
@@ -193,7 +203,7 @@ def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progre
     extra = {"models": compared["models"], "compare_table": compared["table"]} if compared else {}
     return extra | {
         "out": str(root), "report": report["path"], "table": scores["table"], "headline": scores["headline"],
-        "identify": gallery, "seconds": runner.timings, "minutes": (time.perf_counter() - started) / 60,
+        "identify": gallery, "pretrained": runner.results.get("pretrained"), "seconds": runner.timings, "minutes": (time.perf_counter() - started) / 60,
         "nm_rank1": scores["fractions"]["NM"], "bg_rank1": scores["fractions"]["BG"],
         "cl_rank1": scores["fractions"]["CL"],
     }
@@ -329,6 +339,31 @@ def _gallery(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> di
             "threshold": calibration.chosen, "calibration": calibration.summary(), "database": str(db_path)}
 
 
+def _pretrained(root: Path, cfg: DemoConfig, progress: bool) -> dict[str, Any]:
+    """The shipped pretrained model on the demo's test subjects, same protocol as ``evaluate`` (or skipped).
+
+    It was trained on other synthetic people (its own plan), never on this store; it is built from
+    its own config, pointed at the demo's store and partition.
+    """
+    from gaitheat.evaluate import evaluate_checkpoint
+    from gaitheat.pretrained import evaluation_config, no_model_message, shipped_model
+    from gaitheat.report import format_results
+
+    shipped = shipped_model()
+    if shipped is None:
+        return {"skipped": no_model_message().split(": ", 1)[1].split(";")[0]}
+    partition = str(root / "partition.json")
+    overrides = [f"data.root={root / 'store'}", "data.dataset=custom", f"data.partition={partition}",
+                 "eval.protocol=casia-b", f"eval.partition={partition}", "eval.allow_incomplete=true"]
+    results = evaluate_checkpoint(shipped.weights, evaluation_config(shipped.weights, overrides), progress=progress)
+    if results is None:
+        raise DemoError("pretrained: no results on this rank")
+    fractions = {name: results["sets"][name]["rank1"] / 100.0 if name in results["sets"] else float("nan")
+                 for name in ("NM", "BG", "CL")}
+    return {"model": shipped.name, "sha256": results["checkpoint_sha256"], "table": format_results(results),
+            "fractions": fractions}
+
+
 def _compare(root: Path, cfg: DemoConfig, checkpoint: str, progress: bool) -> dict[str, Any]:
     """The `paper` suite at cpu-small sizes on the demo's store and split; GaitHeat is the demo's own checkpoint.
 
@@ -391,6 +426,7 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
         f"`{ident['probe']}` (truly {ident['truth']}): labelled **{ident['label']}**; nearest "
         + ", ".join(f"{name} ({d:.3f})" for name, d in ident["top"])
         + (" -- correct." if ident["correct"] else " -- wrong."), "",
+        *_pretrained_section(results.get("pretrained")),
         *_compare_section(root, results.get("compare")),
         "## Stage timings", "", "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v:.1f} |" for k, v in timings.items()], "",
@@ -400,6 +436,17 @@ def _report(root: Path, cfg: DemoConfig, results: dict[str, dict[str, Any]], tim
     path = report / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return {"path": str(path)}
+
+
+def _pretrained_section(scored: dict[str, Any] | None) -> list[str]:
+    """What the shipped pretrained model scores on the demo's test subjects, or the one line saying none ships."""
+    lines = ["## Shipped pretrained model on the demo's test subjects", ""]
+    if not scored or "skipped" in scored:
+        return [*lines, f"Skipped: {(scored or {}).get('skipped', 'not run')}.", ""]
+    fr = scored["fractions"]
+    return [*lines, f"`{scored['model']}` (sha256 {scored['sha256'][:12]}...), trained on other synthetic walkers "
+            "only (see MODEL_CARD.md), not on this store; same protocol as above.", "", "```", scored["table"], "```",
+            "", f"Rank-1 as fractions: NM {fr['NM']:.3f}, BG {fr['BG']:.3f}, CL {fr['CL']:.3f}.", ""]
 
 
 def _compare_section(root: Path, compared: dict[str, Any] | None) -> list[str]:

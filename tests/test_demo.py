@@ -15,7 +15,13 @@ TINY = DemoConfig(train_subjects=4, test_subjects=2, views=("072", "090"), train
 
 
 @pytest.mark.slow
-def test_tiny_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
+def test_tiny_demo_runs_every_stage_and_reuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaitheat import pretrained
+    from tests.test_pretrained import write_tiny_checkpoint
+
+    # a "shipped" model of the demo's own: exported by the real exporter into a stand-in weights folder
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    shipped = pretrained.export_pretrained(write_tiny_checkpoint(tmp_path / "tiny.pt"), tmp_path / "weights")
     out = tmp_path / "demo"
     summary = run_demo(out, TINY, progress=False)
     for key in ("nm_rank1", "bg_rank1", "cl_rank1"):
@@ -44,13 +50,28 @@ def test_tiny_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     assert ident["correct"] == (ident["label"] == ident["truth"] == "005")
     assert f"labelled **{ident['label']}**" in text and f"calibrated on {known} walks" in text
     stages = {p.stem: json.loads(p.read_text()) for p in (out / "stages").glob("*.json")}
-    assert set(stages) == {"synth", "extract", "train", "evaluate", "gallery", "report"}
+    assert set(stages) == {"synth", "extract", "train", "evaluate", "gallery", "pretrained", "report"}
+    # the shipped model was scored on the demo's test subjects, under the same protocol, and reported
+    scored = summary["pretrained"]
+    assert scored["sha256"] == shipped.sha256 and all(0.0 <= scored["fractions"][c] <= 1.0 for c in ("NM", "BG", "CL"))
+    assert "## Shipped pretrained model on the demo's test subjects" in text and shipped.sha256[:12] in text
     extracted = stages["extract"]["result"]
     assert extracted["failed"] <= 0.1 * extracted["videos"], extracted["failures"]  # a short clip may lose its track
 
     again = run_demo(out, TINY, progress=False)
     assert again["seconds"] == {name: 0.0 for name in stages}  # every stage reused
     assert again["nm_rank1"] == summary["nm_rank1"]
+
+
+def test_demo_report_says_in_one_line_when_no_pretrained_model_ships(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaitheat import demo, pretrained
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "empty")
+    result = demo._pretrained(tmp_path, TINY, progress=False)
+    assert result == {"skipped": "no pretrained model ships with this gaitheat (" f"{tmp_path / 'empty'} holds none)"}
+    section = demo._pretrained_section(result)
+    assert [line for line in section if line.startswith("Skipped")] == [f"Skipped: {result['skipped']}."]
 
 
 def test_demo_needs_two_views(tmp_path: Path) -> None:

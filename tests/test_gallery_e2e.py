@@ -118,3 +118,37 @@ def test_another_checkpoint_is_refused(world: dict[str, Path], capsys: pytest.Ca
     assert main(["gallery", "stats", gallery, "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["people"] == 1 and stats["embeddings"] == 1
+
+
+@pytest.mark.slow
+def test_gallery_of_the_shipped_model_identifies_a_held_out_walker(
+        world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """The world's checkpoint exported as the shipped model: enrol and identify with no --checkpoint at all.
+
+    009 and 010 were never trained on; 010's nm-04 walk was neither trained on nor enrolled.
+    """
+    import logging
+
+    from gaitheat import pretrained
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(pretrained, "_announced", set())
+    info = pretrained.export_pretrained(world["checkpoint"], tmp_path / "weights")
+    root, gallery = world["root"], str(tmp_path / "shipped.db")
+    common = ["--extract-config", str(world["extract"]), "--no-progress"]
+    people = (STRANGER_CAL, STRANGER_TEST, "001", "002")
+    enrol_csv = _csv(tmp_path / "enrol.csv", [(s, _video(root, s, c)) for s in people for c in ("nm-01", "nm-02")])
+    report = tmp_path / "who.json"
+    with caplog.at_level(logging.INFO, logger="gaitheat.pretrained"):
+        assert main(["enrol", "--gallery", gallery, "--from-csv", str(enrol_csv), *common]) == 0
+        assert main(["identify", "--gallery", gallery, str(_video(root, STRANGER_TEST, "nm-04")), "--threshold",
+                     "1e9", "--json", str(report), *common]) == 0
+    said = [r.getMessage() for r in caplog.records if "shipped pretrained model" in r.getMessage()]
+    assert len(said) == 1 and info.sha256[:12] in said[0]  # once per process
+    data = json.loads(report.read_text())
+    assert data["model_sha256"] == info.sha256 and len(data["tracks"]) == 1
+    assert data["tracks"][0]["label"] == STRANGER_TEST, data["tracks"][0]["matches"]
+    # the gallery pinned the shipped model like any checkpoint: the .pt it came from is another model
+    assert main(["identify", "--gallery", gallery, "--checkpoint", str(world["checkpoint"]),
+                 str(_video(root, STRANGER_TEST, "nm-04")), *common]) == 2

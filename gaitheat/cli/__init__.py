@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "import-keypoints": "import_keypoints",
     "regen": "regen",
     "export-onnx": "export_onnx",
+    "export-pretrained": "export_pretrained",
     "train": "train",
     "evaluate": "evaluate",
     "import-checkpoint": "import_checkpoint",

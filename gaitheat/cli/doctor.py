@@ -9,7 +9,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-HELP = "Check the environment: torch, LiteRT, the pose-model files and their SHA-256, ONNX Runtime, disk."
+HELP = ("Check the environment: torch, LiteRT, the pose-model files and their SHA-256, ONNX Runtime, the shipped "
+        "pretrained model, disk.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,19 @@ def _pose_check(name_attr: str) -> Callable[[], str]:
     return check
 
 
+class _Absent(Exception):
+    """An optional part that is not installed: reported, not a failure."""
+
+
+def _check_pretrained() -> str:
+    from gaitheat.pretrained import describe, shipped_model
+
+    info = shipped_model()
+    if info is None:
+        raise _Absent(describe(None))
+    return describe(info)  # WeightsError (a ValueError) when the weights do not verify
+
+
 def run(args: argparse.Namespace) -> int:
     checks: list[tuple[str, Callable[[], str]]] = [
         ("torch", _check_torch),
@@ -73,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
         ("ONNX Runtime", _check_onnxruntime),
         ("OpenCV", _check_opencv),
         ("FAISS", _check_faiss),
+        ("pretrained model", _check_pretrained),
     ]
     failures = 0
     for label, check in checks:
         try:
             detail = check()
             status = "ok  "
+        except _Absent as exc:
+            detail, status = str(exc), "none"
         except (ImportError, OSError, RuntimeError, ValueError, AttributeError) as exc:
             detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
             failures += 1

@@ -19,8 +19,9 @@ HELP = "Enrol people into a gallery from their walking videos."
 def add_pipeline_arguments(parser: argparse.ArgumentParser, checkpoint_required: bool = False) -> None:
     """--checkpoint, extraction config and device options (shared with identify and calibrate)."""
     parser.add_argument("--checkpoint", required=checkpoint_required, metavar="CKPT",
-                        help="trained checkpoint" + ("" if checkpoint_required else
-                                                     " (default: the one the gallery was built with)"))
+                        help="trained checkpoint (.pt) or exported weights (.safetensors)" + (
+                            "" if checkpoint_required else " (default: the one the gallery was built with, "
+                            "else the shipped pretrained model)"))
     parser.add_argument("--extract-config", metavar="YAML", help="ExtractConfig YAML for the extraction step")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="ExtractConfig override (repeatable), e.g. --set frame_stride=2")
@@ -43,14 +44,16 @@ def load_pipeline(args: argparse.Namespace, db: Any) -> tuple[Any, Any]:
         cfg = load_config(ExtractConfig, args.extract_config, args.set)
     except ValueError as exc:  # ExtractConfig validates its values in __post_init__
         raise UserError(f"extraction config: {exc}") from exc
-    checkpoint = args.checkpoint or (db.meta().get("checkpoint") if db is not None else None)
     backend = getattr(args, "backend", None) or ("onnx" if getattr(args, "onnx", None) else "torch")
+    recorded = db.meta().get("checkpoint") if db is not None else None
+    checkpoint: str = args.checkpoint or ""
     if backend == "onnx":
-        checkpoint = args.onnx or (checkpoint if str(checkpoint).endswith(".onnx") else None)
+        candidate = args.checkpoint or recorded
+        checkpoint = str(args.onnx or (candidate if str(candidate).endswith(".onnx") else ""))
         if not checkpoint:
             raise UserError("--backend onnx needs --onnx MODEL.onnx (made by `gaitheat export-onnx`)")
-    if not checkpoint:
-        raise UserError("--checkpoint is needed (the gallery has no checkpoint recorded)")
+    elif not checkpoint:
+        checkpoint = default_model(db, recorded)
     if not Path(checkpoint).is_file():
         raise UserError(f"{checkpoint}: no such checkpoint")
     try:
@@ -63,6 +66,31 @@ def load_pipeline(args: argparse.Namespace, db: Any) -> tuple[Any, Any]:
         except ModelMismatchError as exc:
             raise UserError(str(exc)) from exc
     return embedder, cfg
+
+
+def default_model(db: Any, recorded: str | None) -> str:
+    """The model to use without ``--checkpoint``: the gallery's own, else the shipped pretrained one.
+
+    * the gallery recorded a checkpoint that is still there: that one (its fingerprint is pinned);
+    * the gallery is new (or has none pinned), or was built with the shipped model (same SHA-256,
+      e.g. recorded at another install's path): the shipped model, announced once;
+    * otherwise: an error asking for ``--checkpoint`` (the gallery's model is gone, or none ships).
+    """
+    from gaitheat.cli import UserError
+    from gaitheat.pretrained import announce_default, no_model_message, shipped_model
+
+    if recorded and Path(recorded).is_file():
+        return recorded
+    pinned = db.model_sha256 if db is not None else None
+    shipped = shipped_model()
+    if shipped is not None and (pinned is None or pinned == shipped.sha256):
+        announce_default(shipped)
+        return str(shipped.weights)
+    if pinned is not None:
+        where = f"recorded at {recorded}, which is gone" if recorded else "path not recorded"
+        raise UserError(f"--checkpoint is needed: the gallery was built with model {pinned[:12]}... ({where})"
+                        + ("" if shipped is None else f", not the shipped {shipped.name} ({shipped.sha256[:12]}...)"))
+    raise UserError(no_model_message())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,9 @@ Examples::
 
 The config is the checkpoint's own, then ``--config`` (a YAML whose sections replace it), then
 ``--set`` overrides. Reports go next to the checkpoint (or into ``--out``):
-``<checkpoint stem>.<protocol>.{json,csv,views.png,cmc.png}``.
+``<checkpoint stem>.<protocol>.{json,csv,views.png,cmc.png}``. Without ``--checkpoint`` the
+pretrained model shipped in the package is evaluated (:mod:`gaitheat.pretrained`; said once), its
+reports going to the current folder unless ``--out``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ PROTOCOLS = ("casia-b", "ccpg", "sustech1k", "custom")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="checkpoint .pt written by `gaitheat train`")
+    parser.add_argument("--checkpoint", help="checkpoint .pt written by `gaitheat train`, or exported weights "
+                        "(.safetensors); default: the shipped pretrained model")
     parser.add_argument("--data-root", help="heatmap store to evaluate on (default: data.root of the config)")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="evaluation protocol (default: eval.protocol)")
     parser.add_argument("--config", help="experiment YAML (or shipped name) overriding the checkpoint's config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. eval.distance=cos (repeatable)")
-    parser.add_argument("--out", help="folder for the reports (default: next to the checkpoint)")
+    parser.add_argument("--out", help="folder for the reports (default: next to the checkpoint; the current "
+                        "folder for the shipped model)")
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--allow-incomplete", action="store_true",
@@ -41,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
                         help="embed with PyTorch or with ONNX Runtime (default: onnx when --onnx is given)")
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="`gaitheat export-onnx` file of --checkpoint")
+    parser.add_argument("--json", action="store_true",
+                        help="also print the results as one JSON object on the last line of stdout")
     parser.add_argument("--compare", nargs=2, metavar=("A_JSON", "B_JSON"),
                         help="print two result JSONs side by side instead of evaluating")
 
@@ -91,8 +97,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from exc
         print(report.format_compare(a, b, [Path(p).name for p in args.compare]))
         return 0
-    if not args.checkpoint:
-        raise UserError("--checkpoint is required (or --compare A.json B.json)")
+    shipped = not args.checkpoint
+    if shipped:  # the pretrained model inside the package, if one ships
+        from gaitheat.pretrained import announce_default, no_model_message, shipped_model
+
+        model = shipped_model()
+        if model is None:
+            raise UserError(f"{no_model_message()} (or --compare A.json B.json)")
+        announce_default(model)
+        args.checkpoint = str(model.weights)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"{args.checkpoint}: no such checkpoint file")
 
@@ -114,7 +127,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(report.format_results(results))
     ckpt = Path(args.checkpoint)
-    out_dir = Path(args.out) if args.out else ckpt.parent
+    # never into the installed package: the shipped model's reports go to the current folder
+    out_dir = Path(args.out) if args.out else Path.cwd() if shipped else ckpt.parent
     paths = report.write_reports(results, out_dir, f"{ckpt.stem}.{results['protocol']}")
     print("\nwrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    if args.json:
+        import json
+
+        # the strict JSON just written (NaN -> null), on one line
+        print(json.dumps(json.loads(paths["json"].read_text())))
     return 0
