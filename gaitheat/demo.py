@@ -203,7 +203,8 @@ def run_demo(out: str | Path = "demo_out", cfg: DemoConfig | None = None, progre
     extra = {"models": compared["models"], "compare_table": compared["table"]} if compared else {}
     return extra | {
         "out": str(root), "report": report["path"], "table": scores["table"], "headline": scores["headline"],
-        "identify": gallery, "pretrained": runner.results.get("pretrained"), "seconds": runner.timings, "minutes": (time.perf_counter() - started) / 60,
+        "identify": gallery, "pretrained": runner.results.get("pretrained"), "seconds": runner.timings,
+        "minutes": (time.perf_counter() - started) / 60,
         "nm_rank1": scores["fractions"]["NM"], "bg_rank1": scores["fractions"]["BG"],
         "cl_rank1": scores["fractions"]["CL"],
     }

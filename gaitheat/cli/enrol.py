@@ -79,10 +79,12 @@ def default_model(db: Any, recorded: str | None) -> str:
     from gaitheat.cli import UserError
     from gaitheat.pretrained import announce_default, no_model_message, shipped_model
 
+    shipped = shipped_model()
     if recorded and Path(recorded).is_file():
+        if shipped is not None and Path(recorded).resolve() == shipped.weights.resolve():
+            announce_default(shipped)  # the gallery's model is the shipped one: still say which
         return recorded
     pinned = db.model_sha256 if db is not None else None
-    shipped = shipped_model()
     if shipped is not None and (pinned is None or pinned == shipped.sha256):
         announce_default(shipped)
         return str(shipped.weights)
