@@ -271,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.checkpoint:
                     raise BenchmarkError("--record writes into the measured weights' sidecar: use --weights or "
                                          "the shipped model, not --checkpoint (a temporary export)")
-                record_calibration(weights, res["open_set"]["threshold"],
-                                   {k: res["open_set"][k] for k in ("rule", "calibration_eer", "far", "frr")}
-                                   | {"data": res["data"]["root"], "date": res["measured"]["date"]})
+                o = res["open_set"]
+                record_calibration(weights, o["threshold"], {
+                    "rule": o["rule"], "calibration_eer": o["calibration_eer"], "far_evaluation_walks": o["far"],
+                    "frr_evaluation_walks": o["frr"], "data": res["data"]["root"], "complete": res["data"]["complete"],
+                    "date": res["measured"]["date"], "by": "benchmarks/pretrained.py --record"})
     except (BenchmarkError, ValueError) as exc:  # ValueError: tampered weights, bad store ... (names the file)
         print(f"benchmarks/pretrained.py: error: {exc}", file=sys.stderr)
         return 2
