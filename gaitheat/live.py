@@ -20,6 +20,11 @@ pose model's heatmap range settles quickly). With ``range_tol = 0`` the result e
 :func:`gaitheat.evaluate.embed_sequences` on the window's frames (tested). The ONNX backend has no
 per-frame graph and re-embeds the window at each update instead.
 
+Threads: the main thread detects and poses frame n + 1 while the identifier files frame n; the
+frame's network batch (everyone in it) goes to :class:`TorchFrameNet`'s workers, one per CPU core
+with one intra-op thread each, so frames n and n - 1 can be in the network at once beside the pose
+model; identities are computed and events written in order on an events thread.
+
 Memory is bounded whatever the stream's length: per track ``window`` raw heatmap frames
 (17 x 64 x 48 float32, 209 KB) and ``window`` feature maps (full width: 512 x 16 x 12 float32, 393 KB),
 about 36 MB at the default 60; at most ``max_tracks`` tracks (the least recently seen is closed
@@ -49,7 +54,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -102,19 +107,33 @@ class LiveConfig:
 class TorchFrameNet:
     """GaitHeat split at the set max: per-frame feature maps, then pooling and the retrieval head.
 
+    With ``workers`` > 0, :meth:`submit` runs the per-frame maps on that many threads of their own,
+    each with ``threads`` intra-op threads: successive frames go through the network at the same time
+    (frames are independent until the set max), so on a CPU the network uses every core without one
+    OpenMP team spanning cores that the pose model also wants (a team waits for its slowest thread;
+    separate single-threaded callers only share the cores). At most ``workers`` batches are queued or
+    running: :meth:`submit` blocks beyond that, which is the live loop's back-pressure.
+
     Args:
         model: an eval-mode GaitHeat (e.g. :func:`gaitheat.models.inference.optimise_for_inference`).
         device: where it runs.
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` autocast, or None for fp32.
+        workers: network threads of :meth:`submit` (0: it runs the batch at once, on the caller's thread).
+        threads: intra-op threads of each worker (None: leave torch's setting alone).
     """
 
     incremental = True
 
-    def __init__(self, model: Any, device: Any = "cpu", autocast_dtype: Any = None) -> None:
+    def __init__(self, model: Any, device: Any = "cpu", autocast_dtype: Any = None, workers: int = 0,
+                 threads: int | None = None) -> None:
         import torch
 
         self.model, self.device = model, torch.device(device)
         self.autocast_dtype = autocast_dtype
+        self.workers, self.threads = workers, threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(max(1, workers))
+        self._error: BaseException | None = None
 
     def _autocast(self) -> Any:
         import torch
@@ -129,16 +148,68 @@ class TorchFrameNet:
             x = torch.from_numpy(np.ascontiguousarray(frames, np.float32)).to(self.device)
             return self.model.frame_maps(x, None, branches=("fusion",))["fusion"].float()
 
-    def pooled(self, features: list[Any]) -> np.ndarray:
-        """Per-frame maps (each (n_i, C, h, w)) -> (D, P) retrieval embedding of their set max."""
+    def submit(self, frames: np.ndarray) -> Future[Any]:
+        """:meth:`features` of (n, J, H, W) frames on a worker thread; its future. Raises an earlier
+        batch's error (one whose result nobody asked for, e.g. of a person who left) here."""
+        if self._error is not None:
+            raise self._error
+        if self.workers <= 0:
+            done: Future[Any] = Future()
+            done.set_result(self.features(frames))
+            return done
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gaitheat-live-net",
+                                            initializer=self._init_worker)
+        self._slots.acquire()
+        future = self._pool.submit(self.features, frames)
+        future.add_done_callback(self._release)
+        return future
+
+    def _init_worker(self) -> None:
         import torch
 
+        if self.threads is not None:
+            # OpenMP's thread count is per calling thread: set it in each worker, not only in the main thread
+            torch.set_num_threads(self.threads)
+
+    def _release(self, future: Future[Any]) -> None:
+        self._slots.release()
+        if not future.cancelled() and future.exception() is not None and self._error is None:
+            self._error = future.exception()
+
+    def close(self) -> None:
+        """Wait for the batches in flight; raise the first error among them."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._error is not None:
+            raise self._error
+
+    def pooled(self, features: list[Any]) -> np.ndarray:
+        """Per-frame maps (each (n_i, C, h, w), or a :class:`Pending` row) -> (D, P) retrieval embedding
+        of their set max."""
+        import torch
+
+        maps = [f.result() if isinstance(f, Pending) else f for f in features]
         with torch.inference_mode(), self._autocast():
-            best = features[0].amax(0)
-            for f in features[1:]:
+            best = maps[0].amax(0)
+            for f in maps[1:]:
                 best = torch.maximum(best, f.amax(0))
             head = self.model.heads["fusion"]
             return head.neck.features(head.embed(best[None])).float()[0].cpu().numpy()
+
+
+class Pending:
+    """Row ``row`` of a batch of frames still in the network (:meth:`TorchFrameNet.submit`)."""
+
+    __slots__ = ("batch", "row")
+
+    def __init__(self, batch: Future[Any], row: int) -> None:
+        self.batch, self.row = batch, row
+
+    def result(self) -> Any:
+        """(1, C, h, w) fusion map, waiting for the batch if it is still running."""
+        return self.batch.result()[self.row:self.row + 1]
 
 
 class OnnxWindowNet:
@@ -154,15 +225,23 @@ class OnnxWindowNet:
         return self.model.run(raw[None])[0]
 
 
-def frame_net_for(embedder: Any) -> TorchFrameNet | OnnxWindowNet:
+def frame_net_for(embedder: Any, workers: int | None = None, threads: int = 1) -> TorchFrameNet | OnnxWindowNet:
     """The per-frame network of a :class:`gaitheat.gallery.service.Embedder`, in its precision
-    (``auto``: :func:`gaitheat.device.amp_for`)."""
+    (``auto``: :func:`gaitheat.device.amp_for`).
+
+    Args:
+        embedder: the loaded model.
+        workers: network threads (:class:`TorchFrameNet`); None: one per available core on a CPU, one
+            on a GPU (its kernels queue on one stream anyway; the thread only overlaps the pose model).
+        threads: intra-op threads of each worker.
+    """
     from gaitheat.export_onnx import OnnxModel
 
     if isinstance(embedder.model, OnnxModel):
         return OnnxWindowNet(embedder.model)
     import torch
 
+    from gaitheat.cores import available_cores
     from gaitheat.device import amp_for
 
     spec = getattr(embedder, "spec", None)
@@ -172,7 +251,10 @@ def frame_net_for(embedder: Any) -> TorchFrameNet | OnnxWindowNet:
                          f"export); this checkpoint's model is {type(embedder.model).__name__}")
     device = torch.device(embedder.device or "cpu")
     amp = amp_for(getattr(embedder, "precision", "fp32"), device)
-    return TorchFrameNet(embedder.model.to(device).eval(), device, amp.dtype if amp.autocast else None)
+    if workers is None:
+        workers = available_cores() if device.type == "cpu" else 1
+    return TorchFrameNet(embedder.model.to(device).eval(), device, amp.dtype if amp.autocast else None,
+                         workers=workers, threads=threads)
 
 
 class TrackWindow:
@@ -181,7 +263,8 @@ class TrackWindow:
     def __init__(self, window: int) -> None:
         self.raw: collections.deque[np.ndarray] = collections.deque(maxlen=window)  # (J, H, W) float32
         self.ranges: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
-        self.features: collections.deque[Any] = collections.deque(maxlen=window)  # (1, C, h, w) each
+        # (1, C, h, w) each, or a Pending row still in the network
+        self.features: collections.deque[Any] = collections.deque(maxlen=window)
         self.used: tuple[float, float] | None = None  # the range the cached features were computed with
         self.refreshes = 0
 
@@ -309,6 +392,12 @@ class LiveIdentifier:
         threshold: the open-set distance threshold (None: everyone gets their nearest name).
         cfg: settings.
         emit: called with each event dict.
+
+    When the network runs on workers of its own (``net.workers`` > 0), events are written in order by
+    one events thread, and an identity is computed there too: it waits for its frames' features while
+    :meth:`observe` goes on submitting the next frames, so the network's workers do not sit idle
+    while one of them finishes the frame that completes a window. Call :meth:`flush` (``finish``
+    does) before reading the events.
     """
 
     def __init__(self, net: Any, searcher: Any, threshold: float | None, cfg: LiveConfig,
@@ -317,9 +406,49 @@ class LiveIdentifier:
         self.tracks: dict[int, _Track] = {}
         self.stats = LiveStats()
         self.started = time.monotonic()
+        self._writer = (ThreadPoolExecutor(1, thread_name_prefix="gaitheat-live-events")
+                        if getattr(net, "workers", 0) > 0 else None)
+        self._queued: collections.deque[Future[None]] = collections.deque()
+        self._queue_lock = threading.Lock()  # run_live's stats events come from another thread than observe's
+
+    def _later(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (which emits) after every job before it: on the events thread, or now."""
+        if self._writer is None:
+            job()
+            return
+        with self._queue_lock:
+            done = []
+            while self._queued and self._queued[0].done():
+                done.append(self._queued.popleft())
+            self._queued.append(self._writer.submit(job))
+        for future in done:
+            future.result()  # an error of an earlier job is raised here
+
+    def flush(self) -> None:
+        """Wait until every event so far is written (raises the first error among their jobs)."""
+        while True:
+            with self._queue_lock:
+                if not self._queued:
+                    return
+                future = self._queued.popleft()
+            future.result()
+
+    def close(self) -> None:
+        """Write what is queued, stop the events thread (later events are written at once) and wait for
+        the network's workers (restarted if the net is used again); raises the first error among them."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        close = getattr(self.net, "close", None)
+        if close is not None:
+            close()
 
     def _event(self, kind: str, frame: int, t: float, **fields: Any) -> None:
         """``t`` is stream time (the leave rule uses it); the event's ``t`` is seconds since the run started."""
+        self._later(lambda: self._write(kind, frame, fields))
+
+    def _write(self, kind: str, frame: int, fields: dict[str, Any]) -> None:
         self.emit({"event": kind, "time": utc_now(), "t": round(time.monotonic() - self.started, 3), "frame": frame,
                    **fields})
 
@@ -347,10 +476,10 @@ class LiveIdentifier:
                 continue  # the crop holds someone else too (extract.ExtractConfig.drop_crowded)
             added.append((track, track.window.push(people["heatmaps"][row], self.net, self.cfg.range_tol)))
         runs = [(track, x) for track, x in added if x is not None]
-        if runs:  # everyone's new frame in one pass through the network
-            features = self.net.features(np.concatenate([x for _, x in runs])).split(1)
-            for (track, _), f in zip(runs, features, strict=True):
-                track.window.features.append(f)
+        if runs:  # everyone's new frame in one pass through the network, on its workers (not waited for here)
+            batch = self.net.submit(np.concatenate([x for _, x in runs]))
+            for row, (track, _) in enumerate(runs):
+                track.window.features.append(Pending(batch, row))
         for track, _ in added:
             track.since_event += 1
             track.newest_received = received
@@ -370,31 +499,45 @@ class LiveIdentifier:
         return track
 
     def _identify(self, track: _Track, frame: int, t: float) -> None:
-        emb = track.window.embedding(self.net)
-        matches = self.searcher.top_people(emb, self.cfg.top_k)
-        track.name, track.distance = decide(matches, self.threshold), matches[0][1] if matches else None
         track.revision += 1
         track.since_event = 0
-        latency = time.monotonic() - track.newest_received
-        self.stats.latencies.append(latency)
-        self._event("identity", frame, t, track_id=track.track_id, name=track.name,
-                    distance=None if track.distance is None else round(track.distance, 5),
-                    threshold=self.threshold, frames_used=len(track.window), revision=track.revision,
-                    latency_s=round(latency, 4), matches=[{"name": n, "distance": round(d, 5)} for n, d in matches])
+        window = track.window
+        # what the embedding uses, taken now: the window moves on while the job waits for the features
+        frames = list(window.features) if self.net.incremental else np.stack(list(window.raw))
+        used, revision, newest = len(window), track.revision, track.newest_received
+
+        def job() -> None:
+            emb = self.net.pooled(frames) if self.net.incremental else self.net.embed_window(frames)
+            matches = self.searcher.top_people(emb, self.cfg.top_k)
+            track.name, track.distance = decide(matches, self.threshold), matches[0][1] if matches else None
+            latency = time.monotonic() - newest
+            self.stats.latencies.append(latency)
+            self._write("identity", frame, {
+                "track_id": track.track_id, "name": track.name,
+                "distance": None if track.distance is None else round(track.distance, 5),
+                "threshold": self.threshold, "frames_used": used, "revision": revision, "latency_s": round(latency, 4),
+                "matches": [{"name": n, "distance": round(d, 5)} for n, d in matches]})
+
+        self._later(job)
 
     def _close(self, track: _Track, frame: int, t: float, reason: str) -> None:
         if reason == "end" and len(track.window) >= self.cfg.min_frames and track.since_event:
             self._identify(track, frame, t)  # the final word on what the last frames added
         self.stats.refreshes += track.window.refreshes
         del self.tracks[track.track_id]
-        self._event("leave", frame, t, track_id=track.track_id, name=track.name,
-                    distance=None if track.distance is None else round(track.distance, 5),
-                    frames_seen=track.frames_seen, reason=reason)
+
+        def job() -> None:  # after the track's identity jobs: their name and distance
+            self._write("leave", frame, {"track_id": track.track_id, "name": track.name,
+                                         "distance": None if track.distance is None else round(track.distance, 5),
+                                         "frames_seen": track.frames_seen, "reason": reason})
+
+        self._later(job)
 
     def finish(self, frame: int, t: float) -> None:
-        """End of stream (or Ctrl-C): final identities and a leave event for everyone still here."""
+        """End of stream (or Ctrl-C): final identities and a leave event for everyone still here, written."""
         for track in list(self.tracks.values()):
             self._close(track, frame, t, "end")
+        self.flush()
 
 
 # ----------------------------------------------------------------------------------- people per frame
@@ -482,9 +625,10 @@ def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np
              max_frames: int | None = None, overlap: bool = True) -> LiveStats:
     """The identification loop: frames from ``reader`` until it ends, ``max_frames`` or Ctrl-C.
 
-    With ``overlap`` the identifier (the recognition network) works on frame n on its own thread while
-    this one detects and poses frame n + 1 (both release the GIL in their kernels); at most one frame
-    is in the identifier at a time, and frames reach it in order.
+    With ``overlap`` the identifier works on frame n on its own thread while this one detects and poses
+    frame n + 1 (both release the GIL in their kernels); at most one frame is in the identifier at a
+    time, and frames reach it in order. The identifier hands the network batch to the net's workers
+    (:meth:`TorchFrameNet.submit`, which blocks while all of them are busy: the back-pressure).
 
     Args:
         reader: a started :class:`gaitheat.live_source.FrameReader` (or anything with ``get``,
@@ -541,6 +685,7 @@ def run_live(reader: Any, finder: Callable[[np.ndarray, int], tuple[dict[str, np
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C must not lose the final events
             identifier.finish(frame, t)
             identifier._event("status", frame, t, status="ended", reason=reason, **_counts(reader, stats))
+            identifier.close()
     return stats
 
 

@@ -89,6 +89,73 @@ def test_range_tolerance_limits_refreshes_and_stays_close() -> None:
     assert np.abs(loose.embedding(net) - batch).max() < 0.05
 
 
+def live_events(net: Any, searcher: Any, frames: tuple[np.ndarray, np.ndarray]) -> list[dict[str, Any]]:
+    """The events of two people walking ``frames`` through a LiveIdentifier on ``net``."""
+    from gaitheat.live import LiveConfig, LiveIdentifier
+
+    events: list[dict[str, Any]] = []
+    live = LiveIdentifier(net, searcher, None, LiveConfig(min_frames=4, window=8, refine_every=3, lost_seconds=100),
+                          events.append)
+    for f in range(len(frames[0])):
+        people = {k: np.concatenate([a, b]) for (k, a), b in
+                  zip(people_row(frames[0][f], 10).items(), people_row(frames[1][f], 300).values(), strict=True)}
+        live.observe(f, f / 25, 0.0, people, np.array([0, 1]))
+    live.finish(len(frames[0]) - 1, 1.0)
+    live.close()
+    return events
+
+
+def test_network_workers_give_the_same_events_as_the_caller_thread(tmp_path: Path) -> None:
+    """Frames in the network on two worker threads at once: the same identities, frames and distances
+    as running each batch on the identifier's thread (only the scheduling differs)."""
+    from gaitheat.gallery.db import GalleryDB, SequenceSource
+    from gaitheat.gallery.index import open_searcher
+    from gaitheat.live import Pending, TorchFrameNet
+
+    model = tiny_model()
+    rng = np.random.default_rng(4)
+    frames = (gaussian_heatmaps(17, rng) * 1.3, gaussian_heatmaps(17, rng))
+    db = GalleryDB(tmp_path / "g.db", create=True)
+    for name in ("ann", "ben"):
+        db.enrol(name, [(rng.normal(size=(32, 4)).astype(np.float32), SequenceSource("x.avi", 0, 9))], "sha")
+    searcher = open_searcher(db, "exact")
+    serial = live_events(TorchFrameNet(model, workers=0), searcher, frames)
+    threaded_net = TorchFrameNet(model, workers=2, threads=1)
+    batch = threaded_net.submit(frames[0][:3])
+    row = Pending(batch, 2).result()
+    assert row.shape[0] == 1 and float((row - threaded_net.features(frames[0][2:3])).abs().max()) < 1e-5
+    threaded = live_events(threaded_net, searcher, frames)
+    # the same events in the same order (written by the events thread), identities on the same frames
+    assert [(e["event"], e["track_id"], e["frame"]) for e in threaded] == [
+        (e["event"], e["track_id"], e["frame"]) for e in serial]
+    ident = [(e, f) for e, f in zip(serial, threaded, strict=True) if e["event"] == "identity"]
+    assert len(ident) >= 8  # both people, first at 4 frames, every 3 after, a final one
+    assert [(e["frames_used"], e["revision"], e["name"]) for e, _ in ident] == [
+        (f["frames_used"], f["revision"], f["name"]) for _, f in ident]
+    assert np.allclose([e["distance"] for e, _ in ident], [f["distance"] for _, f in ident], atol=1e-6)
+    leaves = [(e, f) for e, f in zip(serial, threaded, strict=True) if e["event"] == "leave"]
+    assert len(leaves) == 2 and all(e["name"] == f["name"] for e, f in leaves)  # the last identity's
+    assert np.allclose([e["distance"] for e, _ in leaves], [f["distance"] for _, f in leaves], atol=1e-5)
+
+
+def test_a_network_error_on_a_worker_is_raised_not_lost() -> None:
+    """A batch that fails on a worker thread (whose result nobody may wait for) fails close and later submits."""
+    from gaitheat.live import TorchFrameNet
+
+    class Broken:
+        def frame_maps(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("network broke")
+
+    net = TorchFrameNet(Broken(), workers=2, threads=1)
+    future = net.submit(np.zeros((1, 17, 64, 48), np.float32))
+    with pytest.raises(RuntimeError, match="network broke"):
+        future.result()
+    with pytest.raises(RuntimeError, match="network broke"):
+        net.close()  # waits for the workers, so the failure is recorded by now
+    with pytest.raises(RuntimeError, match="network broke"):
+        net.submit(np.zeros((1, 17, 64, 48), np.float32))
+
+
 # ------------------------------------------------------------------ the real pipeline on an HTTP stream
 
 SERVER = Path(__file__).with_name("mjpeg_server.py")

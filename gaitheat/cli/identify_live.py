@@ -39,7 +39,10 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                       help="give up after S seconds without a frame (default 60)")
     live.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     live.add_argument("--torch-threads", type=int, default=1, metavar="N",
-                      help="intra-op threads of the network (default 1: the pose model and detector use the others)")
+                      help="intra-op threads of each network worker (default 1)")
+    live.add_argument("--net-workers", type=int, metavar="N",
+                      help="frames in the network at once, each on its own thread (default: one per CPU core; "
+                           "1 on a GPU)")
     live.add_argument("--preview", type=int, metavar="PORT",
                       help="annotated MJPEG preview on http://127.0.0.1:PORT/ (0: any free port)")
     live.add_argument("--record", metavar="OUT.mp4", help="annotated video in MP4 segments OUT-0000.mp4, ...")
@@ -65,6 +68,8 @@ def run_live_identify(args: argparse.Namespace) -> int:
         raise UserError("--show draws a finished video; on a live source use --preview PORT or --record OUT.mp4")
     if args.threshold is not None and not args.threshold >= 0:
         raise UserError(f"--threshold {args.threshold}: a distance threshold is a number >= 0")
+    if args.net_workers is not None and args.net_workers < 0:
+        raise UserError(f"--net-workers {args.net_workers}: give 0 (network on the identifier's thread) or more")
     for option, out in (("--events", args.events), ("--record", args.record)):
         check_output_path(option, out)  # before any work
     try:
@@ -79,7 +84,8 @@ def run_live_identify(args: argparse.Namespace) -> int:
     import torch
 
     # Measured on 2 shared cores: one frame of the network took 176 ms with 2 intra-op threads beside
-    # the pose model and detector threads (OpenMP workers spin against them) and 19 ms with one.
+    # the pose model and detector threads (OpenMP workers spin against them) and 19 ms with one; the
+    # cores are used by several single-threaded network workers instead (live.TorchFrameNet).
     torch.set_num_threads(max(1, args.torch_threads))
     sink = EventSink(sys.stdout, args.events)
     started = time.monotonic()  # the identifier's clock starts with it (LiveIdentifier.started)
@@ -102,7 +108,7 @@ def run_live_identify(args: argparse.Namespace) -> int:
         reader = FrameReader(args.video, reader_cfg, on_status=status)
         finder = PeopleFinder(extract_cfg, fps=lambda: reader.fps or 25.0)
         try:
-            net = frame_net_for(embedder)
+            net = frame_net_for(embedder, args.net_workers, max(1, args.torch_threads))
         except ValueError as exc:
             raise UserError(str(exc)) from exc
         identifier = LiveIdentifier(net, searcher, threshold, cfg, sink)
