@@ -80,6 +80,11 @@ class LiveConfig:
         range_tol: re-embed the window when its heatmap range moves this fraction of the span.
         top_k: matches listed per identity event.
         stats_every_s: wall seconds between ``stats`` status events.
+        embed_every: run the network on every k-th good frame of a person only (1: every frame). The
+            window then holds every k-th of the last ``window`` good frames; ``min_frames`` and
+            ``refine_every`` still count the good frames walked. An option for a CPU too slow for
+            the full-width network on every frame (k times less network work per person, a set of
+            frames k times sparser in time); not the default.
     """
 
     min_frames: int = 30
@@ -91,12 +96,13 @@ class LiveConfig:
     range_tol: float = 0.05
     top_k: int = 5
     stats_every_s: float = 10.0
+    embed_every: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_frames <= self.window:
             raise ValueError(f"need 1 <= min_frames <= window, got {self.min_frames} and {self.window}")
-        if self.refine_every < 1 or self.max_tracks < 1 or self.top_k < 1:
-            raise ValueError("refine_every, max_tracks and top_k must be >= 1")
+        if self.refine_every < 1 or self.max_tracks < 1 or self.top_k < 1 or self.embed_every < 1:
+            raise ValueError("refine_every, max_tracks, top_k and embed_every must be >= 1")
         if self.range_tol < 0 or self.lost_seconds <= 0:
             raise ValueError("range_tol must be >= 0 and lost_seconds > 0")
 
@@ -363,6 +369,7 @@ class _Track:
     last_seen_t: float
     box: np.ndarray
     frames_seen: int = 0
+    good: int = 0  # frames that passed the quality filter
     since_event: int = 0
     revision: int = 0
     name: str | None = None
@@ -378,6 +385,7 @@ class LiveStats:
     started: float = field(default_factory=time.monotonic)
     latencies: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))  # latency_s
     refreshes: int = 0
+    embedded: int = 0  # new person-frames given to the network (the rest of re-embedded windows not counted)
 
     def fps(self) -> float:
         return self.processed / max(time.monotonic() - self.started, 1e-9)
@@ -474,7 +482,12 @@ class LiveIdentifier:
                 continue
             if "crowded" in people and bool(people["crowded"][row]):
                 continue  # the crop holds someone else too (extract.ExtractConfig.drop_crowded)
+            track.good += 1
+            if (track.good - 1) % self.cfg.embed_every:
+                added.append((track, None))  # walked, counted, not embedded (LiveConfig.embed_every)
+                continue
             added.append((track, track.window.push(people["heatmaps"][row], self.net, self.cfg.range_tol)))
+            self.stats.embedded += 1
         runs = [(track, x) for track, x in added if x is not None]
         if runs:  # everyone's new frame in one pass through the network, on its workers (not waited for here)
             batch = self.net.submit(np.concatenate([x for _, x in runs]))
@@ -484,7 +497,7 @@ class LiveIdentifier:
             track.since_event += 1
             track.newest_received = received
             due = track.revision == 0 or track.since_event >= self.cfg.refine_every
-            if len(track.window) >= self.cfg.min_frames and due:
+            if track.good >= self.cfg.min_frames and len(track.window) and due:
                 self._identify(track, frame, t)
         for track in [tr for tr in self.tracks.values() if t - tr.last_seen_t > self.cfg.lost_seconds]:
             self._close(track, frame, t, "lost")
@@ -493,7 +506,7 @@ class LiveIdentifier:
         if len(self.tracks) >= self.cfg.max_tracks:
             oldest = min(self.tracks.values(), key=lambda tr: tr.last_seen_t)
             self._close(oldest, frame, t, "evicted")
-        track = _Track(track_id, TrackWindow(self.cfg.window), t, box)
+        track = _Track(track_id, TrackWindow(-(-self.cfg.window // self.cfg.embed_every)), t, box)
         self.tracks[track_id] = track
         self._event("enter", frame, t, track_id=track_id, box=[round(float(v), 1) for v in box[:4]])
         return track
@@ -521,7 +534,7 @@ class LiveIdentifier:
         self._later(job)
 
     def _close(self, track: _Track, frame: int, t: float, reason: str) -> None:
-        if reason == "end" and len(track.window) >= self.cfg.min_frames and track.since_event:
+        if reason == "end" and track.good >= self.cfg.min_frames and len(track.window) and track.since_event:
             self._identify(track, frame, t)  # the final word on what the last frames added
         self.stats.refreshes += track.window.refreshes
         del self.tracks[track.track_id]

@@ -72,6 +72,39 @@ def test_incremental_embedding_equals_batch_and_names_the_enrolled(tmp_path: Pat
     assert {"time", "t", "frame", "latency_s", "matches", "revision"} <= set(final_a)
 
 
+def test_embed_every_second_frame_keeps_the_schedule_and_embeds_half(tmp_path: Path) -> None:
+    """``embed_every=2``: identities on the same good-frame counts as with every frame, each over every
+    second frame of the last ``window`` (the batch embedding of those frames), half the network work."""
+    from gaitheat.evaluate import embed_sequences
+    from gaitheat.gallery.db import GalleryDB, SequenceSource
+    from gaitheat.gallery.index import open_searcher
+    from gaitheat.live import LiveConfig, LiveIdentifier, TorchFrameNet
+
+    model = tiny_model()
+    walker = gaussian_heatmaps(21, np.random.default_rng(5))
+    db = GalleryDB(tmp_path / "g.db", create=True)
+    # the gallery holds the final window's embedding: frames 11, 13, ..., 19 (every second of the last 10 walked)
+    sparse = embed_sequences(model, [walker[11:21:2]])[0]
+    db.enrol("cara", [(sparse, SequenceSource("c.avi", 0, 5))], "sha")
+    searcher = open_searcher(db, "exact")
+    runs = {}
+    for k in (1, 2):
+        events: list[dict[str, Any]] = []
+        live = LiveIdentifier(TorchFrameNet(model), searcher, None,
+                              LiveConfig(min_frames=6, window=10, refine_every=5, range_tol=0.0, lost_seconds=100,
+                                         embed_every=k), events.append)
+        for f in range(20):
+            live.observe(f, f / 25, 0.0, people_row(walker[f + 1], 10), np.array([0]))
+        live.finish(19, 1.0)
+        runs[k] = ([e for e in events if e["event"] == "identity"], live.stats.embedded)
+    every, half = runs[1], runs[2]
+    assert [e["frame"] for e in half[0]] == [e["frame"] for e in every[0]] == [5, 10, 15, 19]
+    assert [e["frames_used"] for e in half[0]] == [3, 5, 5, 5] and every[1] == 20 and half[1] == 10
+    # the search's Euclidean distance has float32 cancellation near 0 (about 1e-4 for identical embeddings)
+    whole = searcher.top_people(embed_sequences(model, [walker[11:21]])[0], 1)[0][1]
+    assert half[0][-1]["distance"] < 1e-3 < whole - 1e-3 and abs(every[0][-1]["distance"] - whole) < 1e-3
+
+
 def test_range_tolerance_limits_refreshes_and_stays_close() -> None:
     from gaitheat.evaluate import embed_sequences
     from gaitheat.live import TorchFrameNet, TrackWindow

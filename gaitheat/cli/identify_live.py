@@ -30,6 +30,9 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--refine-every", type=int, default=10, metavar="N",
                       help="new frames between identity updates (default 10)")
     live.add_argument("--max-tracks", type=int, default=8, metavar="N", help="people held at once (default 8)")
+    live.add_argument("--embed-every", type=int, default=1, metavar="K",
+                      help="run the recognition network on every K-th good frame of a person (default 1: every "
+                           "frame; K > 1 for a CPU too slow for the network on every frame)")
     live.add_argument("--drop", choices=["latest", "none"],
                       help="frames arriving faster than processed: keep only the newest (latest; default for "
                            "cameras and URLs) or process all (none; default for files)")
@@ -74,7 +77,7 @@ def run_live_identify(args: argparse.Namespace) -> int:
         check_output_path(option, out)  # before any work
     try:
         cfg = LiveConfig(min_frames=args.min_frames, window=args.window, refine_every=args.refine_every,
-                         max_tracks=args.max_tracks, top_k=args.top_k)
+                         max_tracks=args.max_tracks, top_k=args.top_k, embed_every=args.embed_every)
         reader_cfg = ReaderConfig(drop=args.drop, follow=args.follow, stall_seconds=args.stall_seconds,
                                   give_up_s=args.reconnect_timeout)
     except ValueError as exc:
