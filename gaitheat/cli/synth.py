@@ -15,7 +15,8 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--subjects", type=int, required=True, help="number of people (named 001, 002, ...)")
+    parser.add_argument("--subjects", type=int, default=None,
+                        help="number of people (named 001, 002, ...); required without --plan")
     parser.add_argument("--out", required=True, help="root of the CASIA-B-shaped tree to write")
     parser.add_argument("--views", type=_csv, default=_csv(_VIEWS), help=f"comma-separated views (default {_VIEWS})")
     parser.add_argument("--conditions", type=_csv, default=_csv(_CONDITIONS),
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default=None,
                         help="frame WIDTHxHEIGHT (default 320x240, CASIA-B's; 480x270 with --crowd)")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (default 1)")
+    plan = parser.add_argument_group("named plans (--plan): a sized build with its partition and heatmap store")
+    plan.add_argument("--plan", default=None,
+                      help="render and extract a named plan into --out, resumably: pretrain (300 + 50 held-out "
+                           "identities, 11 views, normative gait kinematics) or pretrain-tiny; sizes come from "
+                           "the plan (--workers still applies)")
+    plan.add_argument("--no-extract", action="store_true", help="with --plan: render only, no heatmap store")
     crowd = parser.add_argument_group("crowd scenes (--crowd): several walkers per video, MOTChallenge ground truth")
     crowd.add_argument("--crowd", action="store_true",
                        help="render crowd scenes of people drawn from subjects 001..--subjects instead of the tree")
@@ -72,10 +79,31 @@ def _run_crowd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_plan(args: argparse.Namespace) -> int:
+    from gaitheat.cli import UserError
+    from gaitheat.synth.plan import build_plan, get_plan
+
+    if args.crowd or args.subjects is not None:
+        raise UserError("--plan fixes the subjects and sizes itself: drop --crowd / --subjects")
+    try:
+        plan = get_plan(args.plan)
+        counts = build_plan(args.out, plan, workers=max(1, args.workers), extract=not args.no_extract)
+    except ValueError as exc:  # unknown plan, or --out holds another plan's build
+        raise UserError(str(exc)) from exc
+    print(f"synth --plan {plan.name}: {counts['written']} videos written, {counts['skipped']} already there "
+          f"(of {counts['videos_planned']}); extraction {counts['extracted']} done, {counts['extract_skipped']} "
+          f"already there, {counts['extract_failed']} failed; in {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from gaitheat.cli import UserError
     from gaitheat.synth import write_dataset
 
+    if args.plan is not None:
+        return _run_plan(args)
+    if args.subjects is None:
+        raise UserError("--subjects is required (or name a --plan)")
     if args.crowd:
         if args.subjects < 2 or args.frames < 1 or not 0.0 <= args.difficulty <= 1.0:
             raise UserError("--crowd needs --subjects >= 2, --frames >= 1 and --difficulty in [0, 1]")

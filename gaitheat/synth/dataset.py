@@ -58,9 +58,28 @@ def _seed(*parts: int | str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(keys))
 
 
+MOTIONS = ("parametric", "normative")
+
+
 def subject_identity(seed: int, subject: str, difficulty: float) -> W.Identity:
     """The identity of ``subject`` in the population drawn with ``seed`` (same for every recording)."""
     return W.sample_identity(_seed(seed, "identity", subject), difficulty)
+
+
+def subject_person(seed: int, subject: str, difficulty: float, motion: str = "parametric",
+                   ) -> tuple[W.Identity, W.Kinematics | None]:
+    """Identity and, for ``motion="normative"``, joint-angle curves of ``subject`` (same for every recording).
+
+    The curves come from their own generator, so the body of a subject is the same under both
+    motions; the identity's ``stride`` becomes the curves' hip half-range (it sets walking speed).
+    """
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    person = subject_identity(seed, subject, difficulty)
+    if motion == "parametric":
+        return person, None
+    kin = W.sample_kinematics(_seed(seed, "kinematics", subject), difficulty)
+    return dataclasses.replace(person, stride=round(W.hip_half_range(kin), 6)), kin
 
 
 def render_sequence(identity: W.Identity, condition: str, view: str, frames: int, seed: int,
@@ -91,19 +110,24 @@ def render_sequence_with_masks(identity: W.Identity, condition: str, view: str, 
 
 def _render(identity: W.Identity, condition: str, view: str, frames: int, rng: np.random.Generator,
             size: tuple[int, int], masks_out: list[np.ndarray] | None = None,
+            kinematics: W.Kinematics | None = None, fps: float = FPS,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Render one recording; each frame's body mask ``(H, W)`` bool is appended to ``masks_out`` if given."""
+    """Render one recording; each frame's body mask ``(H, W)`` bool is appended to ``masks_out`` if given.
+
+    ``kinematics`` drives the legs with the person's joint-angle curves (:func:`gaitheat.synth.walker.walk`);
+    ``fps`` is the frame rate of time (a lower rate samples the same walk more sparsely).
+    """
     import cv2
 
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     cov = S.covariate_of(condition)
     rec = S.sample_recording(rng, condition, size)
-    phase = rec.phase0 + 2 * np.pi * identity.cadence * np.arange(frames) / FPS
-    pose = W.walk(identity, phase, rec.speed_scale)
+    phase = rec.phase0 + 2 * np.pi * identity.cadence * np.arange(frames) / fps
+    pose = W.walk(identity, phase, rec.speed_scale, kinematics)
     leg = identity.leg_ratio * identity.height
     speed = identity.cadence * 4 * leg * np.sin(identity.stride * rec.speed_scale) * 0.9
-    origin = S.path_positions(rec, view, speed, frames, FPS)
+    origin = S.path_positions(rec, view, speed, frames, fps)
     rec = dataclasses.replace(rec, camera=S.fit_camera(rec.camera, origin[:, 1]))
     joints3 = S.to_ground(pose.joints, view, origin)
     zero = np.zeros_like(origin)
@@ -240,6 +264,8 @@ class _Job:
     seed: int
     difficulty: float
     size: tuple[int, int]
+    motion: str = "parametric"
+    fps: float = FPS
 
 
 def _write_one(job: _Job) -> str:
@@ -249,26 +275,30 @@ def _write_one(job: _Job) -> str:
     video, gt = sequence_paths(job.out, job.subject, job.condition, job.view)
     if video.exists() and gt.exists() and mask_path(video).exists():
         return "skipped"
-    person = subject_identity(job.seed, job.subject, job.difficulty)
+    person, kin = subject_person(job.seed, job.subject, job.difficulty, job.motion)
     rng = _seed(job.seed, "recording", job.subject, job.condition, job.view)
     masks: list[np.ndarray] = []
-    frames, joints, boxes, info = _render(person, job.condition, job.view, job.frames, rng, job.size, masks)
+    frames, joints, boxes, info = _render(person, job.condition, job.view, job.frames, rng, job.size, masks,
+                                          kin, job.fps)
     record = {
-        "subject": job.subject, "condition": job.condition, "view": job.view, "fps": FPS,
+        "subject": job.subject, "condition": job.condition, "view": job.view, "fps": job.fps,
         "size": list(job.size), "seed": job.seed, "difficulty": job.difficulty,
         "joints": np.round(joints, 3).tolist(), "boxes": np.round(boxes, 3).tolist(),
         "identity": W.identity_to_dict(person), "recording": info,
     }  # fmt: skip
+    if kin is not None:  # only the normative motion has curves (the parametric record stays as it was)
+        record["motion"], record["kinematics"] = job.motion, W.kinematics_to_dict(kin)
     # ground truth first: a video without its JSON or masks is treated as unfinished and redone
     atomic_write_text(gt, json.dumps(record, separators=(",", ":")))
     save_body_masks(mask_path(video), np.stack(masks))
-    write_video(video, frames)
+    write_video(video, frames, job.fps)
     return "written"
 
 
 def write_dataset(out: str | Path, subjects: int | Sequence[str], conditions: Sequence[str] = S.CONDITIONS,
                   views: Sequence[str] = S.VIEWS, frames: int = 60, seed: int = 0, difficulty: float = 0.5,
-                  size: tuple[int, int] = DEFAULT_SIZE, workers: int = 1, progress: bool = True) -> dict[str, int]:
+                  size: tuple[int, int] = DEFAULT_SIZE, workers: int = 1, progress: bool = True,
+                  motion: str = "parametric", fps: float = FPS) -> dict[str, int]:
     """Render a CASIA-B-shaped tree of synthetic walker videos; finished sequences are skipped.
 
     Args:
@@ -282,6 +312,9 @@ def write_dataset(out: str | Path, subjects: int | Sequence[str], conditions: Se
         size: frame (H, W).
         workers: processes rendering in parallel.
         progress: show a progress bar on stderr.
+        motion: ``parametric`` (the demo's sinusoidal legs) or ``normative`` (legs driven by published
+            normative hip, knee and ankle curves with a personal deviation, :func:`subject_person`).
+        fps: frame rate of the rendered walk and of the video file (25, CASIA-B's, by default).
     Returns:
         counts ``{"written": n, "skipped": m}``.
     """
@@ -290,7 +323,11 @@ def write_dataset(out: str | Path, subjects: int | Sequence[str], conditions: Se
     names = [f"{i:03d}" for i in range(1, subjects + 1)] if isinstance(subjects, int) else list(subjects)
     for c in conditions:
         S.covariate_of(c)
-    jobs = [_Job(str(out), s, c, v, frames, seed, difficulty, tuple(size))  # type: ignore[arg-type]
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    jobs = [_Job(str(out), s, c, v, frames, seed, difficulty, tuple(size), motion, fps)  # type: ignore[arg-type]
             for s in names for c in conditions for v in views]
     counts = {"written": 0, "skipped": 0}
     bar = Progress(len(jobs), desc="synth", unit="sequence", enabled=progress)

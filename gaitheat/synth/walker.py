@@ -165,13 +165,17 @@ def _yaw(points: np.ndarray, angle: np.ndarray, centre: np.ndarray) -> np.ndarra
     return centre + np.stack([c * d[:, 0] - s * d[:, 1], s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
 
 
-def walk(identity: Identity, phase: np.ndarray, speed_scale: float = 1.0) -> Pose3D:
+def walk(identity: Identity, phase: np.ndarray, speed_scale: float = 1.0,
+         kinematics: Kinematics | None = None) -> Pose3D:
     """Skeleton of ``identity`` at the given gait phases.
 
     Args:
         identity: body and walk parameters.
         phase: (T,) gait phase in radians (2 pi per cycle), one per frame.
         speed_scale: per-recording stride multiplier (nuisance, close to 1).
+        kinematics: the person's hip, knee and ankle curves (:func:`sample_kinematics`); they then
+            drive the legs instead of the parametric ``stride`` / ``knee_flex`` model (None: parametric,
+            what the demo renders).
     Returns:
         :class:`Pose3D` in the body frame; forward progression is not applied (see ``advance``).
     """
@@ -188,17 +192,21 @@ def walk(identity: Identity, phase: np.ndarray, speed_scale: float = 1.0) -> Pos
     joints = np.zeros((phase.shape[0], NUM_JOINTS, 3))
     extra: dict[str, np.ndarray] = {}
     amp = p.stride * speed_scale
-    legs = {}
-    for side, hip_i, ph, amp_side in ((1.0, L_HIP, phase + np.pi + p.phase_asym, amp * (1 + p.stride_asym / 2)),
-                                      (-1.0, R_HIP, phase, amp * (1 - p.stride_asym / 2))):
-        flex = amp_side * np.sin(ph) + 0.08
-        # knee: large flexion in swing (hip moving forward), a small bump after heel strike
-        knee = p.knee_flex * np.clip(np.cos(ph + 0.5), 0, None) ** 2 + 0.15 * np.clip(np.sin(ph - 1.2), 0, None) + 0.05
-        hip = np.zeros((phase.shape[0], 3))
-        hip[:, 1] = side * p.hip_width / 2
-        legs[hip_i] = (hip, *_leg(hip, flex, knee, thigh, shank, foot))
-    # stand on the lower foot: the pelvis height is whatever keeps the stance ankle at ankle height
-    lowest = np.minimum(legs[L_HIP][2][:, 2], legs[R_HIP][2][:, 2])
+    legs: dict[int, tuple[np.ndarray, ...]] = {}
+    if kinematics is not None:
+        legs, lowest = _normative_legs(p, kinematics, phase, speed_scale, thigh, shank, foot)
+    else:
+        for side, hip_i, ph, amp_side in ((1.0, L_HIP, phase + np.pi + p.phase_asym, amp * (1 + p.stride_asym / 2)),
+                                          (-1.0, R_HIP, phase, amp * (1 - p.stride_asym / 2))):
+            flex = amp_side * np.sin(ph) + 0.08
+            # knee: large flexion in swing (hip moving forward), a small bump after heel strike
+            knee = (p.knee_flex * np.clip(np.cos(ph + 0.5), 0, None) ** 2
+                    + 0.15 * np.clip(np.sin(ph - 1.2), 0, None) + 0.05)
+            hip = np.zeros((phase.shape[0], 3))
+            hip[:, 1] = side * p.hip_width / 2
+            legs[hip_i] = (hip, *_leg(hip, flex, knee, thigh, shank, foot))
+        # stand on the lower foot: the pelvis height is whatever keeps the stance ankle at ankle height
+        lowest = np.minimum(legs[L_HIP][2][:, 2], legs[R_HIP][2][:, 2])
     lift = ankle_h - lowest + p.head_bob * np.cos(2 * phase)
     sway = p.sway * np.sin(phase)
     rot = p.pelvis_rot * np.sin(phase)
@@ -243,3 +251,167 @@ def _head(joints: np.ndarray, extra: dict[str, np.ndarray], neck: np.ndarray, p:
     extra["head"] = centre
     extra["head_fwd"] = np.broadcast_to(fwd, centre.shape).copy()
     extra["head_up"] = np.broadcast_to(up, centre.shape).copy()
+
+
+# ------------------------------------------------------------------------------ normative kinematics
+#
+# Sagittal-plane joint angles over one gait cycle of adults walking at their natural speed, from
+# two published normative data sets that agree closely at this level of detail:
+#
+# * D. A. Winter, "The Biomechanics and Motor Control of Human Gait: Normal, Elderly and
+#   Pathological", 2nd ed., University of Waterloo Press, 1991 (ensemble averages and
+#   between-subject standard deviations, natural cadence);
+# * M. P. Kadaba, H. K. Ramakrishnan, M. E. Wootten, "Measurement of lower extremity kinematics
+#   during level walking", Journal of Orthopaedic Research 8(3):383-392, 1990 (40 adults).
+#
+# The key points below (percent of the cycle from heel strike, degrees; hip and knee flexion
+# positive, ankle dorsiflexion positive) were read off the published mean curves at their
+# landmarks (heel strike, loading response, mid stance, peak extension, toe off near 60%, peak swing
+# flexion): a reading, good to about 2 degrees, not the tabulated data. The curves used are their
+# Fourier series truncated at 6 harmonics, derived here (periodic monotone interpolation through the
+# key points, then the Fourier integral; /work/notes/pretrain-kinematics-fit.py in the session notes).
+NORMATIVE_KEYPOINTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "hip": ((0, 30), (10, 27), (20, 20), (30, 11), (40, 2), (50, -7), (55, -10), (60, -7), (65, 0),
+            (70, 10), (75, 19), (80, 26), (85, 31), (88, 32), (95, 31)),
+    "knee": ((0, 5), (5, 11), (12, 18), (15, 19), (20, 17), (30, 10), (40, 5), (45, 5), (50, 9), (55, 18),
+             (60, 35), (65, 51), (70, 60), (73, 62), (80, 55), (85, 40), (90, 22), (95, 8)),
+    "ankle": ((0, 0), (5, -4), (8, -6), (12, -2), (20, 4), (30, 7), (40, 9), (45, 10), (50, 8), (55, 0),
+              (60, -12), (63, -16), (66, -15), (70, -9), (75, -3), (80, 0), (85, 1), (90, 1), (95, 0)),
+}
+# (a0, a1, b1, ..., a6, b6) in degrees: angle(c) = a0 + sum_k a_k cos(2 pi k c) + b_k sin(2 pi k c),
+# c the fraction of the cycle from heel strike.
+NORMATIVE: dict[str, tuple[float, ...]] = {
+    "hip": (14.35, 19.38, -0.46, -3.01, -3.58, -0.65, 1.39, -0.05, -0.24, -0.17, 0.20, 0.06, 0.05),
+    "knee": (23.41, -0.76, -20.80, -15.32, 6.17, -0.84, 3.71, -1.19, 0.42, -0.02, 0.73, 0.14, -0.14),
+    "ankle": (0.29, -1.43, 5.79, 0.82, -6.35, -3.00, 0.63, 2.31, -0.33, -0.13, -0.91, 0.44, 0.46),
+}
+# Between-person standard deviation (degrees) of each angle at a given point of the cycle, averaged
+# over the cycle: the width of the published +-1 SD bands of the same sources (hip about 5, knee
+# about 5-6, ankle about 4-5 degrees).
+NORMATIVE_SD: dict[str, float] = {"hip": 5.0, "knee": 5.5, "ankle": 4.5}
+# How a person's deviation from the mean curve splits its variance over harmonics 0 (a constant
+# offset: posture, marker-free "how bent"), 1 (range and timing of the main swing), 2 and 3 (shape):
+# offsets and range dominate between-person differences in the published bands.
+_DEVIATION_SHARE = (0.40, 0.40, 0.14, 0.06)
+JOINTS_SAGITTAL = ("hip", "knee", "ankle")
+
+
+@dataclass(frozen=True)
+class Kinematics:
+    """One person's sagittal joint-angle curves: Fourier coefficients in degrees (see :data:`NORMATIVE`).
+
+    Attributes:
+        hip, knee, ankle: ``(a0, a1, b1, ..., aK, bK)``; hip and knee flexion and ankle
+            dorsiflexion positive, over the cycle fraction ``c`` from this leg's heel strike.
+    """
+
+    hip: tuple[float, ...]
+    knee: tuple[float, ...]
+    ankle: tuple[float, ...]
+
+
+NORMATIVE_KINEMATICS = Kinematics(**NORMATIVE)
+
+
+def fourier_curve(coeffs: tuple[float, ...] | np.ndarray, cycle: np.ndarray) -> np.ndarray:
+    """Evaluate ``a0 + sum_k a_k cos(2 pi k c) + b_k sin(2 pi k c)`` at cycle fractions ``cycle`` (any shape)."""
+    co = np.asarray(coeffs, dtype=np.float64)
+    out = np.full(np.shape(cycle), co[0])
+    for k in range(1, (co.size - 1) // 2 + 1):
+        angle = 2 * np.pi * k * np.asarray(cycle)
+        out = out + co[2 * k - 1] * np.cos(angle) + co[2 * k] * np.sin(angle)
+    return out
+
+
+def sample_kinematics(rng: np.random.Generator, difficulty: float = 0.5) -> Kinematics:
+    """Draw one person's joint-angle curves: the normative mean plus a smooth personal deviation.
+
+    The deviation of each joint is a random Fourier series of harmonics 0-3 whose coefficients are
+    independent normals (truncated at 2.5 sigma), with variance ``share_k * SD**2`` for both the
+    cosine and the sine term of harmonic k, so that at difficulty 0 the between-person SD at every
+    point of the cycle is the published :data:`NORMATIVE_SD` (cos^2 + sin^2 = 1, and the shares
+    sum to 1). The deviation is stationary over the cycle, where the published bands widen a
+    little around peak knee flexion and push-off. Like the body parameters,
+    the spread shrinks by ``1 - 0.85 * difficulty``.
+
+    Args:
+        rng: the only source of randomness.
+        difficulty: 0 (people differ as much as the published spread) .. 1 (close to the mean).
+    """
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    scale = 1.0 - 0.85 * difficulty
+    curves = {}
+    for joint in JOINTS_SAGITTAL:
+        co = np.array(NORMATIVE[joint], dtype=np.float64)
+        sd = NORMATIVE_SD[joint] * scale
+        co[0] += sd * np.sqrt(_DEVIATION_SHARE[0]) * float(np.clip(rng.standard_normal(), -2.5, 2.5))
+        for k, share in enumerate(_DEVIATION_SHARE[1:], start=1):
+            z = np.clip(rng.standard_normal(2), -2.5, 2.5)
+            # a cos + b sin with var(a) = var(b) = v has variance v at every point of the cycle
+            co[2 * k - 1: 2 * k + 1] += sd * np.sqrt(share) * z
+        curves[joint] = tuple(round(float(v), 4) for v in co)
+    return Kinematics(**curves)
+
+
+def kinematics_to_dict(kin: Kinematics) -> dict[str, list[float]]:
+    """Plain-data form of a person's curves (for JSON ground truth)."""
+    return {k: list(v) for k, v in dataclasses.asdict(kin).items()}
+
+
+def hip_half_range(kin: Kinematics) -> float:
+    """Half the hip's flexion-extension range over the cycle, radians (what drives stride length)."""
+    hip = fourier_curve(kin.hip, np.arange(200) / 200)
+    return float(np.deg2rad(hip.max() - hip.min()) / 2)
+
+
+def _hip_peak_fraction(coeffs: tuple[float, ...]) -> float:
+    """Cycle fraction where the hip curve's fundamental peaks (aligns curves with the arm and pelvis phase)."""
+    return float(np.arctan2(coeffs[2], coeffs[1]) / (2 * np.pi)) % 1.0
+
+
+_HIP_PEAK = _hip_peak_fraction(NORMATIVE["hip"])
+
+
+def _leg_normative(hip: np.ndarray, flex: np.ndarray, knee: np.ndarray, dorsi: np.ndarray, thigh: float,
+                   shank: float, foot: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sagittal leg chain driven by hip, knee and ankle angles (T,) radians. Returns knee, ankle, toe, heel (T, 3).
+
+    The foot is perpendicular to the shank at zero dorsiflexion; dorsiflexion lifts the toe.
+    """
+    fwd = np.stack([np.sin(flex), np.zeros_like(flex), -np.cos(flex)], axis=1)
+    k = hip + thigh * fwd
+    sh = flex - knee
+    ank = k + shank * np.stack([np.sin(sh), np.zeros_like(sh), -np.cos(sh)], axis=1)
+    pitch = sh + dorsi
+    along = np.stack([np.cos(pitch), np.zeros_like(pitch), np.sin(pitch)], axis=1)
+    return k, ank, ank + foot * along, ank - 0.3 * foot * along
+
+
+def _normative_legs(p: Identity, kin: Kinematics, phase: np.ndarray, speed_scale: float, thigh: float,
+                    shank: float, foot: float) -> tuple[dict[int, tuple[np.ndarray, ...]], np.ndarray]:
+    """Both legs from the person's joint-angle curves; returns {hip index: (hip, knee, ankle, toe)} and lowest (T,).
+
+    The right leg's cycle fraction is aligned so that its hip flexion peaks where the parametric
+    model's ``sin(phase)`` does (arms, pelvis rotation and sway keep their timing); the left leg
+    runs half a cycle (plus ``phase_asym``) behind. ``speed_scale`` and ``stride_asym`` scale the
+    hip's excursion about its mean, as they scale the parametric stride.
+    """
+    legs: dict[int, tuple[np.ndarray, ...]] = {}
+    hip_mean = kin.hip[0]
+    lowest = np.full(phase.shape, np.inf)
+    for side, hip_i, ph, gain in ((1.0, L_HIP, phase + np.pi + p.phase_asym, 1 + p.stride_asym / 2),
+                                  (-1.0, R_HIP, phase, 1 - p.stride_asym / 2)):
+        cycle = ((ph - np.pi / 2) / (2 * np.pi) + _HIP_PEAK) % 1.0
+        hip_deg = hip_mean + (fourier_curve(kin.hip, cycle) - hip_mean) * speed_scale * gain
+        flex = np.deg2rad(hip_deg)
+        knee = np.deg2rad(np.clip(fourier_curve(kin.knee, cycle), 0.0, None))
+        dorsi = np.deg2rad(fourier_curve(kin.ankle, cycle))
+        hip = np.zeros((phase.shape[0], 3))
+        hip[:, 1] = side * p.hip_width / 2
+        k, ank, toe, heel = _leg_normative(hip, flex, knee, dorsi, thigh, shank, foot)
+        legs[hip_i] = (hip, k, ank, toe)
+        # the sole is about ankle height below the ankle when the foot is level; a pitched foot's heel
+        # or toe reaches lower
+        lowest = np.minimum(lowest, np.minimum(ank[:, 2], np.minimum(heel[:, 2], toe[:, 2])))
+    return legs, lowest
