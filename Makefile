@@ -10,10 +10,19 @@ DATA_DIR := .cache/opencv-doc/usr/share/doc/opencv-doc/examples/data
 export GAITHEAT_TEST_DATA := $(CURDIR)/$(DATA_DIR)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lint typecheck pytest clean
+.PHONY: demo test install lint typecheck pytest clean pretrained
 
 demo: $(VENV)/.stamp-base
 	$(VENV)/bin/gaitheat demo
+
+# The shipped model's recipe (issue 16): render + extract the `pretrain` synthetic plan, train
+# configs/pretrained-synth.yaml, evaluate on the held-out identities, export the package weights.
+# Resumable; hours of CPU for the data, <= 60 min of training on 2 cores. PRETRAIN_ARGS e.g.
+# "--set model.widths=[32,64,128,256]" on a GPU.
+PRETRAIN_OUT ?= pretrain_out
+PRETRAIN_ARGS ?=
+pretrained: $(VENV)/.stamp-base
+	$(PY) -m gaitheat.pretrain_recipe --out $(PRETRAIN_OUT) $(PRETRAIN_ARGS)
 
 test: $(VENV)/.stamp-test $(DATA_DIR)/vtest.avi lint typecheck pytest
 

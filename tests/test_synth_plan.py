@@ -122,3 +122,18 @@ def test_build_resumes_and_skips_finished_work(tmp_path: Path) -> None:
     third = build_plan(tmp_path, plan, progress=False)
     assert third == third | {"written": 0, "skipped": 3, "extracted": 0, "extract_skipped": 3}
     assert len(list((tmp_path / "store").rglob("*.ghs"))) == 3
+
+
+def test_cli_plan_rejects_bad_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gaitheat.cli import main
+
+    assert main(["synth", "--plan", "nope", "--out", str(tmp_path / "a")]) == 2
+    assert "pretrain" in capsys.readouterr().err  # names the known plans
+    assert main(["synth", "--plan", "pretrain", "--subjects", "3", "--out", str(tmp_path / "b")]) == 2
+    assert main(["synth", "--out", str(tmp_path / "c")]) == 2
+    assert "--subjects" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "plan.json").write_text('{"name": "other"}')
+    assert main(["synth", "--plan", "pretrain-tiny", "--out", str(tmp_path / "d")]) == 2
+    assert "another plan" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d" / "videos").exists()
