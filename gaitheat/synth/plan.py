@@ -115,10 +115,16 @@ def get_plan(name: str) -> SynthPlan:
 
 
 def extract_config(plan: SynthPlan) -> Any:
-    """The extraction settings of a plan: every frame (the plan's frame rate is already sparse), fixed stamp."""
+    """The extraction settings of a plan: every frame (the plan's frame rate is already sparse), fixed stamp.
+
+    Every plan video holds exactly one walker, so a second "person" is always a false detection (a
+    swinging bag, a few frames of a background blotch): dropping the frames it overlaps
+    (``drop_crowded``, right for real footage) only lost walks (1 of 44 videos of one identity,
+    measured), never protected one.
+    """
     from gaitheat.extract import ExtractConfig
 
-    return ExtractConfig(frame_stride=1, min_frames=max(4, plan.frames // 2), created=_CREATED)
+    return ExtractConfig(frame_stride=1, min_frames=max(4, plan.frames // 2), drop_crowded=False, created=_CREATED)
 
 
 def _claim(root: Path, plan: SynthPlan) -> None:
