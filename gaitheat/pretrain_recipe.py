@@ -95,7 +95,8 @@ def run_recipe(out: str | Path, plan_name: str = "pretrain", workers: int = 2, o
         recipe = {"command": "make pretrained", "config": CONFIG, "plan": plan.name, "overrides": summary["overrides"],
                   "train_seconds": round(timings["train"], 1),
                   "nm_rank1_11views": scores.get("NM", {}).get("rank1")}
-        summary["export"] = str(export_pretrained(checkpoint, recipe=recipe))
+        info = export_pretrained(checkpoint, recipe=recipe)
+        summary["export"] = {"weights": str(info.weights), "sha256": info.sha256, "bytes": info.size_bytes}
     atomic_write_text(root / "recipe.json", json.dumps(summary, indent=1, default=str))
     return summary
 
