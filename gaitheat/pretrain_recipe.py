@@ -53,8 +53,11 @@ def experiment_config(out: Path, overrides: list[str]) -> Any:
 
 
 def run_recipe(out: str | Path, plan_name: str = "pretrain", workers: int = 2, overrides: list[str] | None = None,
-               export: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the recipe into ``out``; returns the summary written to ``OUT/recipe.json``."""
+               export: bool = True, progress: bool = True, export_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the recipe into ``out``; returns the summary written to ``OUT/recipe.json``.
+
+    ``export_dir``: where the weights go (None: the package's own weights folder, what ships).
+    """
     from gaitheat.checkpoint import find_resume
     from gaitheat.evaluate import evaluate_checkpoint
     from gaitheat.report import write_reports
@@ -95,7 +98,8 @@ def run_recipe(out: str | Path, plan_name: str = "pretrain", workers: int = 2, o
         recipe = {"command": "make pretrained", "config": CONFIG, "plan": plan.name, "overrides": summary["overrides"],
                   "train_seconds": round(timings["train"], 1),
                   "nm_rank1_11views": scores.get("NM", {}).get("rank1")}
-        info = export_pretrained(checkpoint, recipe=recipe)
+        info = (export_pretrained(checkpoint, recipe=recipe) if export_dir is None
+                else export_pretrained(checkpoint, export_dir, recipe=recipe))
         summary["export"] = {"weights": str(info.weights), "sha256": info.sha256, "bytes": info.size_bytes}
     atomic_write_text(root / "recipe.json", json.dumps(summary, indent=1, default=str))
     return summary
@@ -109,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a training config value, e.g. --set model.widths=[32,64,128,256]")
     parser.add_argument("--no-export", action="store_true", help="stop after the evaluation")
+    parser.add_argument("--export-dir", default=None,
+                        help="write the exported weights here instead of into the package (what ships)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        summary = run_recipe(args.out, args.plan, max(1, args.workers), args.overrides, not args.no_export)
+        summary = run_recipe(args.out, args.plan, max(1, args.workers), args.overrides, not args.no_export,
+                             export_dir=args.export_dir)
     except ValueError as exc:  # unknown plan, another plan's build in --out, a bad override
         print(f"error: {exc}", file=sys.stderr)
         return 2
