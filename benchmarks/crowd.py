@@ -5,8 +5,9 @@ side by side, overtaking and passing behind, 2-3 walkers, 60 frames at 25 fps, 4
 with the default :class:`gaitheat.extract.ExtractConfig`, every frame. Then:
 
 - tracking: HOTA, IDF1, MOTA and identity switches (TrackEval, :mod:`gaitheat.tracking_metrics`) of
-  the stored sequences (one track each, boxes around their poses) against the scenes' ``gt.txt``,
-  combined over all scenes;
+  the stored sequences (one track each; the whole-body box around the pose model's person mask in every
+  frame the tracker gave the track, see ``ExtractConfig.tracks_out``) against the scenes' ``gt.txt``
+  (full-body boxes), combined over all scenes;
 - purity: per stored sequence, the share of frames showing its majority ground-truth person, and
   the share of frames whose person box holds another person's visible joints (contamination);
 - identification: every crowd walker is enrolled from a separate single-person walk (the same

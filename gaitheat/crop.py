@@ -117,6 +117,28 @@ def keypoints_box(image_keypoints: np.ndarray, min_score: float = 0.3, min_joint
     return np.array([x1, y1 - head_margin * h, x2, y2 + foot_margin * h], dtype=np.float32)
 
 
+def mask_box(mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray | None:
+    """The box around a person's segmentation mask, in source pixels: their whole body as the pose model saw it.
+
+    The box around the joints (:func:`keypoints_box`) stops at joint centres (wrists, ankles, eyes), so it is
+    narrower than the body and its head and foot margins are guesses; the mask reaches the body's outline.
+    Used for the boxes a track reports (MOTChallenge rows), which are compared with full-body boxes.
+
+    Args:
+        mask: ``(h, w)`` bool person mask over the crop (the model input, e.g. 256x192).
+        crop_box: ``(4,)`` the crop box the mask covers (aspect ``w / h``, as :func:`pad_box` gives).
+    Returns:
+        ``(4,)`` float32 box ``x1, y1, x2, y2``, or None for an empty mask.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    b = np.asarray(crop_box, dtype=np.float64)
+    scale = (b[3] - b[1]) / mask.shape[0]  # source pixels per mask pixel (the same both ways: aspect kept)
+    return np.array([b[0] + cols[0] * scale, b[1] + rows[0] * scale, b[0] + (cols[-1] + 1) * scale,
+                     b[1] + (rows[-1] + 1) * scale], dtype=np.float32)
+
+
 def same_pose(image_keypoints: np.ndarray, min_score: float = 0.3, tolerance: float = 0.15) -> np.ndarray:
     """``(N, N)`` bool: poses ``i`` and ``j`` put their joints in the same places, i.e. show the same person.
 

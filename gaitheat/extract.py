@@ -98,8 +98,9 @@ class ExtractConfig:
             ``crowd_joints`` of their confident joints): a crop holding two people mixes their heatmaps.
         crowd_joints: see ``drop_crowded``.
         tracks_out: folder to write each input's tracks to as MOTChallenge text (``<input stem>.txt``):
-            the tracker's box of every frame of each stored track, the frames dropped from the
-            sequence included ("" writes nothing).
+            the person's whole-body box (around the pose model's person mask, else around the joints) in
+            every frame the tracker gave each stored track, the frames dropped from the sequence included
+            ("" writes nothing).
         created: fixed ``SequenceMeta.created``; "" means ``$SOURCE_DATE_EPOCH`` if set, else now.
         silhouettes: also store each frame's OpenGait-style silhouette ``(64, 44)``, aligned from the
             pose model's own person mask (:mod:`gaitheat.silhouettes`; BlazePose only: the ``onnx``
@@ -173,7 +174,8 @@ class VideoReport:
     rejected_tracks: list[dict[str, Any]]
     person_frames: int = 0  # pose calls that found a person
     expected_frames: int = 0  # what the container announced (after max_frames and frame_stride)
-    # MOTChallenge rows (N, 9) of the stored tracks: every frame the tracker gave them, id = track_id + 1
+    # MOTChallenge rows (N, 9) of the stored tracks: every frame the tracker gave them, id = track_id + 1, with the
+    # whole-body box (around the person mask; the person box without one)
     track_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 9)))
 
 
@@ -416,12 +418,30 @@ def _estimate_people(rgb: np.ndarray, carried: np.ndarray, detected: np.ndarray 
         sel, pboxes = sel[keep], pboxes[keep]
     found = {"boxes": pboxes, "heatmaps": result.heatmaps[sel], "keypoints": result.keypoints[sel],
              "crop_boxes": crop_boxes[sel], "image_keypoints": image_kps[sel], "presence": result.presence[sel],
-             "crowded": crowded(image_kps[sel], pboxes, cfg.crowd_joints)}
+             "crowded": crowded(image_kps[sel], pboxes, cfg.crowd_joints),
+             "body_boxes": _body_boxes(pboxes, result.masks, sel, crop_boxes)}
     if cfg.silhouettes and result.masks is not None:
         from gaitheat.silhouettes import align_silhouettes
 
         found["silhouettes"] = align_silhouettes(result.masks[sel])  # kept people only: ~0.3 ms each
     return found
+
+
+def _body_boxes(boxes: np.ndarray, masks: np.ndarray | None, sel: np.ndarray, crop_boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` whole-body boxes of the kept people: around their segmentation mask
+    (:func:`gaitheat.crop.mask_box`), else (no mask, or a mask that is not where the pose is) the person box.
+    Only reported (the tracks' MOTChallenge rows); association and crops use the person boxes."""
+    from gaitheat.crop import mask_box
+    from gaitheat.detect import iou_matrix
+
+    out = boxes[:, :4].astype(np.float32).copy()
+    if masks is None:
+        return out
+    for k, i in enumerate(sel.tolist()):
+        body = mask_box(masks[i], crop_boxes[i])
+        if body is not None and iou_matrix(body[None], out[k][None])[0, 0] >= 0.3:
+            out[k] = body
+    return out
 
 
 def _dedupe_poses(boxes: np.ndarray, image_kps: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -461,7 +481,7 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
     created = created_stamp(cfg.created)
     track_rows = [np.zeros((0, 9))]
     for track_id in tracks.track_ids:
-        frames, rows = tracks.stacked(track_id, names=("keypoints", "boxes", "crowded"))
+        frames, rows = tracks.stacked(track_id, names=("keypoints", "boxes", "body_boxes", "crowded"))
         quality = filter_frames(frame_scores(rows["keypoints"]), frames, cfg.min_score, cfg.min_frames)
         if cfg.drop_crowded:
             quality = _drop_crowded(quality, rows["crowded"], frames, cfg.min_frames)
@@ -469,7 +489,7 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
             report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
                                            "reason": quality.record["rejected"]})
             continue
-        track_rows.append(_mot_rows(track_id, frames, rows["boxes"]))
+        track_rows.append(_mot_rows(track_id, frames, rows["body_boxes"]))
         keep = quality.keep
         # The kept frames only: one copy of the heatmaps (about 200 KB a frame).
         frames, rows = tracks.stacked(track_id, keep)

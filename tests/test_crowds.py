@@ -198,3 +198,13 @@ def test_two_people_side_by_side_give_two_pure_sequences(tmp_path: Path) -> None
     written = read_mot(tmp_path / "tracks" / "sbs-5.txt")
     np.testing.assert_allclose(written[:, :6], report.track_rows[:, :6], atol=0.006)
     assert evaluate_tracks([(read_mot(paths["gt"]), written)])["idf1"] >= 0.8
+
+
+def test_mask_box_maps_the_mask_outline_to_source_pixels() -> None:
+    from gaitheat.crop import mask_box
+
+    mask = np.zeros((256, 192), bool)
+    mask[10:20, 20:30] = True  # rows 10-19, columns 20-29
+    crop_box = np.array([100.0, 50.0, 100.0 + 2 * 192, 50.0 + 2 * 256])  # 2 source pixels per mask pixel
+    np.testing.assert_allclose(mask_box(mask, crop_box), [140.0, 70.0, 160.0, 90.0])
+    assert mask_box(np.zeros((256, 192), bool), crop_box) is None
