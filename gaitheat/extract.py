@@ -480,11 +480,17 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
     subject, condition, view = named or (source.stem, DEFAULT_CONDITION, DEFAULT_VIEW)
     created = created_stamp(cfg.created)
     track_rows = [np.zeros((0, 9))]
+    # Someone who went out of sight behind (or in front of) a person for a few frames is still in that person's
+    # crop. Single-subject dataset videos: as they were (one walker, and their output stays byte-identical).
+    fps = info.fps / cfg.frame_stride if info.fps > 0 else 25.0
+    near = (_crowded_by_neighbours(tracks, max(1, round(fps * cfg.lost_seconds)))
+            if cfg.drop_crowded and not (named and cfg.main_track_only) else {})
     for track_id in tracks.track_ids:
         frames, rows = tracks.stacked(track_id, names=("keypoints", "boxes", "body_boxes", "crowded"))
         quality = filter_frames(frame_scores(rows["keypoints"]), frames, cfg.min_score, cfg.min_frames)
         if cfg.drop_crowded:
-            quality = _drop_crowded(quality, rows["crowded"], frames, cfg.min_frames)
+            crowded = rows["crowded"] | near[track_id] if track_id in near else rows["crowded"]
+            quality = _drop_crowded(quality, crowded, frames, cfg.min_frames)
         if not quality.accepted:
             report.rejected_tracks.append({"track_id": track_id, "frames": len(frames),
                                            "reason": quality.record["rejected"]})
@@ -520,6 +526,54 @@ def _finish_tracks(report: VideoReport, tracks: Any, source: Path, info: Any, po
         from gaitheat.tracking_metrics import format_mot_rows
 
         atomic_write_text(Path(cfg.tracks_out) / f"{source.stem}.txt", format_mot_rows(report.track_rows))
+
+
+def _crowded_by_neighbours(tracks: Any, window: int, hold: int = 5, share: float = 0.3) -> dict[int, np.ndarray]:
+    """Per track, ``(T,)`` bool: frames whose person box covers at least ``share`` of where another person
+    was, though that person was not found in the frame (hidden behind this one, or posed as this one).
+
+    Where another track is missing, its box is interpolated between the frames it was found in before and
+    after (each within ``window`` frames), or held for ``hold`` frames after it was last / before it was first
+    found. Only tracks seen in the same frame as this one (two people, not two pieces of one walk) within
+    ``window`` frames count.
+
+    Args:
+        tracks: a :class:`~gaitheat.track.TrackCollector` whose rows hold ``boxes`` ``(5,)``.
+    """
+    data = {t: tracks.stacked(t, names=("boxes",)) for t in tracks.track_ids}
+    out: dict[int, np.ndarray] = {}
+    for t, (ft, rt) in data.items():
+        flags = np.zeros(len(ft), bool)
+        for u, (fu, ru) in data.items():
+            if u == t or fu[0] > ft[-1] + window or fu[-1] < ft[0] - window:
+                continue
+            together = np.intersect1d(ft, fu)
+            absent = np.flatnonzero(~np.isin(ft, fu))
+            if not len(together) or not len(absent):
+                continue
+            f = ft[absent]
+            i = np.searchsorted(fu, f)
+            before = np.where(i > 0, f - fu[np.maximum(i - 1, 0)], window + hold + 1)
+            after = np.where(i < len(fu), fu[np.minimum(i, len(fu) - 1)] - f, window + hold + 1)
+            k = np.clip(np.searchsorted(together, f), 1, len(together)) - 1
+            seen_together = np.minimum(np.abs(together[k] - f),
+                                       np.abs(together[np.minimum(k + 1, len(together) - 1)] - f)) <= window
+            usable = (((before <= window) & (after <= window)) | (np.minimum(before, after) <= hold)) & seen_together
+            if not usable.any():
+                continue
+            # np.interp holds the first / last box beyond the ends
+            where = np.stack([np.interp(f, fu, ru["boxes"][:, c]) for c in range(4)], axis=1)
+            flags[absent[usable & _covers_rows(rt["boxes"][absent], where, share)]] = True
+        out[t] = flags
+    return out
+
+
+def _covers_rows(boxes: np.ndarray, other: np.ndarray, share: float) -> np.ndarray:
+    """``(N,)`` bool: box ``i`` of ``boxes`` ``(N, 4+)`` covers at least ``share`` of box ``i`` of ``other``."""
+    iw = np.clip(np.minimum(boxes[:, 2], other[:, 2]) - np.maximum(boxes[:, 0], other[:, 0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], other[:, 3]) - np.maximum(boxes[:, 1], other[:, 1]), 0, None)
+    area = np.maximum((other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1]), 1e-6)
+    return np.asarray(iw * ih / area >= share)
 
 
 def _drop_crowded(quality: Any, crowded: np.ndarray, frames: np.ndarray, min_frames: int) -> Any:

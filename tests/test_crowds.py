@@ -208,3 +208,25 @@ def test_mask_box_maps_the_mask_outline_to_source_pixels() -> None:
     crop_box = np.array([100.0, 50.0, 100.0 + 2 * 192, 50.0 + 2 * 256])  # 2 source pixels per mask pixel
     np.testing.assert_allclose(mask_box(mask, crop_box), [140.0, 70.0, 160.0, 90.0])
     assert mask_box(np.zeros((256, 192), bool), crop_box) is None
+
+
+def test_frames_where_someone_went_out_of_sight_behind_a_person_are_crowded() -> None:
+    from gaitheat.extract import _crowded_by_neighbours
+    from gaitheat.track import TrackCollector
+
+    front = np.array([100, 50, 150, 250, 0.9], np.float32)
+    beside = np.array([120, 55, 170, 245, 0.9], np.float32)  # a pair walking together, overlapping
+    far = np.array([300, 50, 350, 250, 0.9], np.float32)
+    collector = TrackCollector()
+    for f in range(30):
+        people = [front] + ([beside] if not 10 <= f < 20 else [])  # the partner is not found in frames 10-19
+        people += [far]
+        collector.add_frame(f, {"boxes": np.stack(people)}, np.array([0, 1, 2] if len(people) == 3 else [0, 2]))
+    near = _crowded_by_neighbours(collector, window=25)
+    assert np.flatnonzero(near[0]).tolist() == list(range(10, 20))  # only where the partner was hidden
+    assert not near[1].any() and not near[2].any()  # the partner's own frames, and someone far away: clean
+
+    pieces = TrackCollector()  # one walk broken in two pieces: never seen together, so no one else
+    for f in range(30):
+        pieces.add_frame(f, {"boxes": front[None]}, np.array([0 if f < 15 else 1]))
+    assert not any(flags.any() for flags in _crowded_by_neighbours(pieces, window=25).values())
