@@ -63,3 +63,23 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0, num_classes: int = 5, step: int = 1) -> Path:
+    """A cpu-small GaitHeat (4 strips) checkpoint with random weights and non-trivial BatchNorm statistics."""
+    import torch
+
+    from gaitheat.config import load_config, to_dict
+    from gaitheat.experiment import ExperimentConfig
+    from gaitheat.models import build_model
+
+    torch.manual_seed(seed)
+    cfg = load_config(ExperimentConfig, "cpu-small", ["model.parts=4"])
+    model = build_model(cfg.model, num_classes)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.save({"step": step, "model": model.state_dict(), "config": to_dict(cfg), "num_classes": num_classes,
+                "subjects": [f"{i:03d}" for i in range(1, num_classes + 1)]}, path)
+    return path

@@ -17,7 +17,7 @@ TINY = DemoConfig(train_subjects=4, test_subjects=2, views=("072", "090"), train
 @pytest.mark.slow
 def test_tiny_demo_runs_every_stage_and_reuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gaitheat import pretrained
-    from tests.test_pretrained import write_tiny_checkpoint
+    from tests.conftest import write_tiny_checkpoint
 
     # a "shipped" model of the demo's own: exported by the real exporter into a stand-in weights folder
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")

@@ -217,7 +217,7 @@ def walkers_gallery(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from gaitheat.gallery.service import enrol_tracks, extract_tracks, load_embedder
     from gaitheat.synth import write_dataset
     from gaitheat.synth.dataset import sequence_paths
-    from tests.test_export_onnx import write_tiny_checkpoint
+    from tests.conftest import write_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("live")
     ckpt = write_tiny_checkpoint(root / "tiny.pt")

@@ -19,35 +19,15 @@ import pytest
 from gaitheat import pretrained
 from gaitheat.checkpoint import WeightsError
 from gaitheat.cli import main
-from tests.conftest import gaussian_heatmaps
+from tests.conftest import gaussian_heatmaps, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write_tiny_checkpoint(path: Path, seed: int = 0, num_classes: int = 5) -> Path:
-    """A cpu-small GaitHeat (4 strips) checkpoint with random weights and non-trivial BatchNorm statistics."""
-    import torch
-
-    from gaitheat.config import load_config, to_dict
-    from gaitheat.experiment import ExperimentConfig
-    from gaitheat.models import build_model
-
-    torch.manual_seed(seed)
-    cfg = load_config(ExperimentConfig, "cpu-small", ["model.parts=4"])
-    model = build_model(cfg.model, num_classes)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    torch.save({"step": 7, "model": model.state_dict(), "config": to_dict(cfg), "num_classes": num_classes,
-                "subjects": [f"{i:03d}" for i in range(1, num_classes + 1)]}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pretrained.PretrainedInfo]:
     folder = tmp_path_factory.mktemp("pretrained")
-    ckpt = write_tiny_checkpoint(folder / "tiny.pt")
+    ckpt = write_tiny_checkpoint(folder / "tiny.pt", step=7)
     return ckpt, pretrained.export_pretrained(ckpt, folder / "weights", recipe={"command": "test"})
 
 
