@@ -235,15 +235,6 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (bounded memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_safetensors_header(data: bytes | memoryview, path: str | Path) -> dict[str, Any]:
     """The parsed header of safetensors bytes, after checking its size and every tensor's byte range.
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gaitheat.assets import sha256_file
 from gaitheat.atomic import atomic_open, atomic_write_text
 from gaitheat.checkpoint import (
     WEIGHTS_FORMAT,
@@ -45,7 +46,6 @@ from gaitheat.checkpoint import (
     load_model,
     read_checkpoint,
     read_sidecar,
-    sha256_file,
     weights_sidecar,
 )
 
