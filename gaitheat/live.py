@@ -86,6 +86,8 @@ class LiveConfig:
             the full-width network on every frame (k times less network work per person, a set of
             frames k times sparser in time); not the default: it costs accuracy (the demo's rank-1,
             40-frame walks with every k-th frame: 82.5 at k = 1, 77.7 at k = 3, 67.5 at k = 4).
+        trim_every_s: wall seconds between returns of the heap's free memory to the system
+            (:func:`release_free_memory`; 0: never), so that resident memory of an endless run stays flat.
     """
 
     min_frames: int = 30
@@ -98,14 +100,15 @@ class LiveConfig:
     top_k: int = 5
     stats_every_s: float = 10.0
     embed_every: int = 1
+    trim_every_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_frames <= self.window:
             raise ValueError(f"need 1 <= min_frames <= window, got {self.min_frames} and {self.window}")
         if self.refine_every < 1 or self.max_tracks < 1 or self.top_k < 1 or self.embed_every < 1:
             raise ValueError("refine_every, max_tracks, top_k and embed_every must be >= 1")
-        if self.range_tol < 0 or self.lost_seconds <= 0:
-            raise ValueError("range_tol must be >= 0 and lost_seconds > 0")
+        if self.range_tol < 0 or self.lost_seconds <= 0 or self.trim_every_s < 0:
+            raise ValueError("range_tol and trim_every_s must be >= 0 and lost_seconds > 0")
 
 
 # ----------------------------------------------------------------------------------- embedding
@@ -331,6 +334,34 @@ def _moved(used: tuple[float, float], now: tuple[float, float], tol: float) -> b
 # ----------------------------------------------------------------------------------- events
 
 
+_LIBC: Any = None
+
+
+def release_free_memory() -> bool:
+    """Return the free memory of every malloc heap to the system (glibc ``malloc_trim(0)``); False, and
+    nothing done, outside glibc.
+
+    Why the live loop calls it every ``LiveConfig.trim_every_s``: feature maps are allocated on the network's
+    worker threads and freed on others, and freed memory stays in the heap arena it came from, in pieces
+    glibc does not give back by itself: resident memory of an endless run climbed 12-20 % between its
+    1,000th and 10,000th frame before levelling off, +3 % with a trim every 250 frames at the same speed
+    (``benchmarks/live.py`` soak; a trim takes ~2 ms). Fixing glibc's mapping threshold at 1 MB kept it as
+    flat but cost ~15 % of the full-width frame rate; fewer arenas (``M_ARENA_MAX=2``) did not help.
+    """
+    global _LIBC
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _LIBC.malloc_trim(0)
+    return True
+
+
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -387,6 +418,7 @@ class LiveStats:
     latencies: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=1000))  # latency_s
     refreshes: int = 0
     embedded: int = 0  # new person-frames given to the network (the rest of re-embedded windows not counted)
+    trims: int = 0  # returns of free heap memory to the system (LiveConfig.trim_every_s)
 
     def fps(self) -> float:
         return self.processed / max(time.monotonic() - self.started, 1e-9)
@@ -414,7 +446,7 @@ class LiveIdentifier:
         self.net, self.searcher, self.threshold, self.cfg, self.emit = net, searcher, threshold, cfg, emit
         self.tracks: dict[int, _Track] = {}
         self.stats = LiveStats()
-        self.started = time.monotonic()
+        self.started = self._trimmed = time.monotonic()
         self._writer = (ThreadPoolExecutor(1, thread_name_prefix="gaitheat-live-events")
                         if getattr(net, "workers", 0) > 0 else None)
         self._queued: collections.deque[Future[None]] = collections.deque()
@@ -470,6 +502,9 @@ class LiveIdentifier:
             received: ``time.monotonic()`` arrival of the frame (for ``latency_s``).
         """
         self.stats.processed += 1
+        if self.cfg.trim_every_s and time.monotonic() - self._trimmed >= self.cfg.trim_every_s:
+            self.stats.trims += release_free_memory()
+            self._trimmed = time.monotonic()
         added: list[tuple[_Track, np.ndarray | None]] = []
         for row, track_id in enumerate(ids.tolist()):
             if track_id < 0:
