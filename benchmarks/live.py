@@ -23,6 +23,9 @@ ByteTrack, and an exact gallery of 100 people. Measured:
   frame source: three people at a time with synthetic heatmaps, a new person every 150 frames
   (track churn), at the ``cpu-small`` width so the soak takes minutes, not an hour; the pose model
   and decoder keep no state between frames. Goal: 10k within 10 % of 1k.
+* ``fps_1_person_small_net`` / ``fps_3_people_small_net`` (part ``small``): the
+  same two runs with the network at 1/8 width (``cpu-small``: 8-16-32-64, the width of the pretrained model
+  that ``make pretrained`` builds and ``gaitheat identify`` uses when it ships and no checkpoint is given).
 * ``torch_infer_ms_per_frame`` / ``onnx_infer_ms_per_frame`` / ``onnx_int8_infer_ms_per_frame``: the
   full-width network on one 30-frame sequence, per frame, median of reps, all on the same cores.
 
@@ -54,19 +57,20 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def full_width_embedder(folder: Path) -> Any:
-    """A random-weight full-width checkpoint written to ``folder`` and loaded as the gallery loads it."""
+def full_width_embedder(folder: Path, config: str = "") -> Any:
+    """A random-weight checkpoint written to ``folder`` and loaded as the gallery loads it: full width, or the
+    model of the named packaged config (``cpu-small``: 1/8 width, the width of ``make pretrained``'s model)."""
     import torch
 
-    from gaitheat.config import to_dict
+    from gaitheat.config import load_config, to_dict
     from gaitheat.experiment import ExperimentConfig
     from gaitheat.gallery.service import load_embedder
     from gaitheat.models import build_model
 
     torch.manual_seed(0)
-    cfg = ExperimentConfig()
+    cfg = load_config(ExperimentConfig, config) if config else ExperimentConfig()
     model = build_model(cfg.model, 10)
-    path = folder / "full.pt"
+    path = folder / f"{config or 'full'}.pt"
     torch.save({"step": 0, "model": model.state_dict(), "config": to_dict(cfg), "num_classes": 10}, path)
     return load_embedder(path, "cpu"), path
 
@@ -273,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     parser.add_argument("--quick", action="store_true", help="short videos and a 2k-frame soak (smoke run)")
-    parser.add_argument("--parts", default="fps,latency,soak,onnx",
-                        help="comma list of what to run: fps, latency, soak, onnx (JSON: only their keys)")
+    parser.add_argument("--parts", default="fps,small,latency,soak,onnx",
+                        help="comma list of what to run: fps, latency, soak, onnx, small (JSON: only their keys)")
     parser.add_argument("--net-workers", type=int, default=None, metavar="N",
                         help="network worker threads of the live loop (default: as gaitheat identify, one per core)")
     parser.add_argument("--embed-every", type=int, default=1, metavar="K",
@@ -317,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         r3 = run_loop(three, embedder, searcher, pace=0.0, workers=w, embed_every=k) if "fps" in parts else nan
         # latency: real-time source (the video twice), first identity after 10 good frames so that a
         # person identified at ~5 fps still gives several events; the window's size does not enter it
+        small = {"fps": float("nan")}
+        r1s, r3s = small, small
+        if "small" in parts:
+            small_embedder, _ = full_width_embedder(folder, "cpu-small")
+            (folder / "small").mkdir()
+            small_searcher = gallery_searcher(folder / "small", small_embedder.embed(
+                [np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
+            r1s = run_loop(one, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
+            r3s = run_loop(three, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
         paced = run_loop(looped(seen[0], 2 * n), embedder, searcher, pace=25.0, min_frames=10,
                          workers=w, embed_every=k) if "latency" in parts else nan
         rss = soak(soak_frames, (1000, soak_frames)) if "soak" in parts else {1000: float("nan"),
@@ -334,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("fps_1_person", r1["fps"], describe(r1)),
         ("fps_3_people", r3["fps"], describe(r3)),
+        ("fps_1_person_small_net", r1s["fps"], "1/8-width network (cpu-small); "
+                                               + (describe(r1s) if "frames" in r1s else "not run")),
+        ("fps_3_people_small_net", r3s["fps"],
+         "1/8-width network; " + (describe(r3s) if "frames" in r3s else "not run")),
         ("event_latency_s", latency, f"median of {len(paced['latencies'])} identity events, real-time 25 fps "
                                      f"source, {paced['fps']:.1f} fps processed; first identities: "
                                      f"{', '.join(f'{v:.3f}' for v in paced['first_latencies']) or '-'} s"),
@@ -349,12 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         keys = {"fps": ("fps_1_person", "fps_3_people"), "latency": ("event_latency_s",),
                 "soak": ("rss_mb_after_1k_frames", "rss_mb_after_10k_frames"),
-                "onnx": ("torch_infer_ms_per_frame", "onnx_infer_ms_per_frame", "onnx_int8_infer_ms_per_frame")}
+                "onnx": ("torch_infer_ms_per_frame", "onnx_infer_ms_per_frame", "onnx_int8_infer_ms_per_frame"),
+                "small": ("fps_1_person_small_net", "fps_3_people_small_net")}
         values = {"fps_1_person": r1["fps"], "fps_3_people": r3["fps"], "event_latency_s": latency,
                   "rss_mb_after_1k_frames": rss[1000], "rss_mb_after_10k_frames": rss[soak_frames],
                   "torch_infer_ms_per_frame": ms["torch"], "onnx_infer_ms_per_frame": ms["onnx"],
-                  "onnx_int8_infer_ms_per_frame": ms["onnx_int8"]}
-        print(json.dumps({k: round(values[k], 3) for part in ("fps", "latency", "soak", "onnx") if part in parts
+                  "onnx_int8_infer_ms_per_frame": ms["onnx_int8"], "fps_1_person_small_net": r1s["fps"],
+                  "fps_3_people_small_net": r3s["fps"]}
+        print(json.dumps({k: round(values[k], 3) for part in ("fps", "latency", "soak", "onnx", "small")
+                          if part in parts
                           for k in keys[part]}))
     return 0
 
