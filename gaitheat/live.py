@@ -345,7 +345,7 @@ def release_free_memory() -> bool:
     worker threads and freed on others, and freed memory stays in the heap arena it came from, in pieces
     glibc does not give back by itself: resident memory of an endless run climbed 12-20 % between its
     1,000th and 10,000th frame before levelling off, +3 % with a trim every 250 frames at the same speed
-    (``benchmarks/live.py`` soak; a trim takes ~2 ms). Fixing glibc's mapping threshold at 1 MB kept it as
+    (``benchmarks/live.py`` soak; a trim takes ~10 ms). Fixing glibc's mapping threshold at 1 MB kept it as
     flat but cost ~15 % of the full-width frame rate; fewer arenas (``M_ARENA_MAX=2``) did not help.
     """
     global _LIBC
