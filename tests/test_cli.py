@@ -56,3 +56,19 @@ def test_import_export_commands(tmp_path: Path) -> None:
     assert (tmp_path / "store/manifest.csv").is_file()
     assert main(["export-pkl", str(tmp_path / "store"), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out/001/nm-01/000/float_000.pkl").is_file()
+
+
+def test_identify_refuses_an_unwritable_output_before_any_work(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--json / --events must be a creatable file: checked first (no gallery, video or model touched)."""
+    video = tmp_path / "missing.avi"  # never read: the output check comes first
+    for option, out, why in (("--json", tmp_path, "is a folder; give a file name"),
+                             ("--json", tmp_path / "nowhere" / "r.json", "does not exist"),
+                             ("--events", tmp_path / "nowhere" / "e.jsonl", "does not exist")):
+        args = ["identify", "--gallery", str(tmp_path / "g.db"), str(video), option, str(out)]
+        if option == "--events":
+            args[3] = "0"  # a camera: the live path's own check
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and option in err[0] and why in err[0], err
+    assert not (tmp_path / "g.db").exists()

@@ -54,6 +54,20 @@ class UserError(Exception):
     """An error caused by the user's input; printed without a traceback, exit status 2."""
 
 
+def check_output_path(option: str, path: str | None) -> None:
+    """A file ``option`` can create: its folder exists and it is not itself a folder ('-' is stdout).
+
+    Commands call it before any work, so a bad output path never costs an extraction.
+    """
+    if not path or path == "-":
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise UserError(f"{option} {path}: the folder {out.parent} does not exist")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gaitheat import __version__
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 HELP = "Identify the people walking in a video against a gallery."
 
@@ -48,7 +47,7 @@ def format_table(results: list) -> str:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from gaitheat.atomic import atomic_write_text
-    from gaitheat.cli import UserError
+    from gaitheat.cli import UserError, check_output_path
     from gaitheat.cli.enrol import load_pipeline
     from gaitheat.gallery.db import GalleryDB, GalleryError
     from gaitheat.gallery.index import open_searcher
@@ -97,15 +96,3 @@ def run(args: argparse.Namespace) -> int:
         render_identities(args.video, results, args.show)
     return 0
 
-
-def check_output_path(option: str, path: str | None) -> None:
-    """A file we can create: its folder exists and it is not itself a folder ('-' is stdout)."""
-    from gaitheat.cli import UserError
-
-    if not path or path == "-":
-        return
-    out = Path(path)
-    if out.is_dir():
-        raise UserError(f"{option} {path}: is a folder; give a file name")
-    if not out.parent.is_dir():
-        raise UserError(f"{option} {path}: the folder {out.parent} does not exist")

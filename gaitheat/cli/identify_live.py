@@ -59,9 +59,8 @@ def wants_live(args: argparse.Namespace) -> bool:
 
 
 def run_live_identify(args: argparse.Namespace) -> int:
-    from gaitheat.cli import UserError
+    from gaitheat.cli import UserError, check_output_path
     from gaitheat.cli.enrol import load_pipeline
-    from gaitheat.cli.identify import check_output_path
     from gaitheat.gallery.db import GalleryDB, GalleryError
     from gaitheat.gallery.index import open_searcher
     from gaitheat.live import EventSink, LiveConfig, LiveIdentifier, PeopleFinder, frame_net_for, run_live, utc_now
