@@ -2,7 +2,8 @@
 
 The weights here are a tiny GaitHeat made in the test and exported with the real exporter into a
 stand-in weights folder (``gaitheat.pretrained.WEIGHTS_DIR`` pointed at it); the package's own
-folder is checked by the size test and, once a model ships, by the verification test.
+folder is checked by the size test, and the real shipped file (SHA-256 pinned here) by the last test:
+it verifies, names held-out synthetic walkers it never trained on, and is refused once tampered.
 """
 
 from __future__ import annotations
@@ -309,3 +310,55 @@ def test_benchmark_fails_clearly_without_a_shipped_model(nothing_ships: Path, tm
     assert len(err) == 1 and "no shipped pretrained model to benchmark" in err[0] and "--weights" in err[0]
     assert bench.split_open_set([f"{i:03d}" for i in range(10, 0, -1)]) == (
         ["001", "003", "005", "007", "009"], ["002", "006", "010"], ["004", "008"])
+
+
+# ------------------------------------------------------------------------------------------- the shipped file
+
+# pinned: a swapped or missing shipped file fails here
+SHIPPED_SHA256 = "b7e2d0fd960101f849a0952a55aedfc794f66cf45887021c6528038371b3eab4"
+
+
+@pytest.mark.slow
+def test_shipped_weights_verify_and_identify_a_held_out_walker(tmp_path: Path) -> None:
+    """The real shipped model: SHA-256 verified, and it names a held-out walker it never trained on."""
+    from gaitheat.synth import write_dataset
+    from gaitheat.synth.dataset import sequence_paths
+    from gaitheat.synth.plan import get_plan
+
+    info = pretrained.shipped_model()
+    assert info is not None, f"no pretrained model ships in {pretrained.WEIGHTS_DIR}"
+    assert pretrained.verify(info.weights).sha256 == info.sha256 == SHIPPED_SHA256
+    plan = get_plan("pretrain")
+    people, view = plan.subjects()[1][:5], "090"  # held-out identities, rendered exactly as the plan renders them
+    write_dataset(tmp_path / "videos", people, ["nm-01", "nm-02", "nm-05"], [view], frames=plan.frames,
+                  seed=plan.seed, difficulty=plan.difficulty, size=plan.size, motion=plan.motion, fps=plan.fps,
+                  workers=1, progress=False)
+
+    def video(subject: str, condition: str) -> Path:
+        return sequence_paths(tmp_path / "videos", subject, condition, view)[0]
+
+    enrol_csv = tmp_path / "enrol.csv"
+    enrol_csv.write_text("name,video\n" + "".join(f"{s},{video(s, c)}\n" for s in people for c in ("nm-01", "nm-02")))
+    extract = tmp_path / "extract.yaml"  # the plan's own extraction settings (synth.plan.extract_config)
+    extract.write_text(f"frame_stride: 1\nmin_frames: {max(4, plan.frames // 2)}\ndrop_crowded: false\n")
+    gallery, common = str(tmp_path / "g.db"), ["--extract-config", str(extract), "--no-progress"]
+    assert main(["enrol", "--gallery", gallery, "--from-csv", str(enrol_csv), *common]) == 0  # no --checkpoint
+    hits = 0
+    for person in people:
+        report = tmp_path / f"who-{person}.json"
+        assert main(["identify", "--gallery", gallery, str(video(person, "nm-05")), "--threshold", "1e9",
+                     "--json", str(report), *common]) == 0
+        data = json.loads(report.read_text())
+        assert data["model_sha256"] == SHIPPED_SHA256 and len(data["tracks"]) == 1
+        hits += data["tracks"][0]["label"] == person
+    assert hits >= 4, f"{hits}/5 held-out walkers named correctly"
+
+    bad = tmp_path / "tampered"  # the real file with one bit flipped: refused
+    bad.mkdir()
+    for p in (info.weights, info.sidecar):
+        (bad / p.name).write_bytes(p.read_bytes())
+    flipped = bytearray((bad / info.weights.name).read_bytes())
+    flipped[-5] ^= 1
+    (bad / info.weights.name).write_bytes(bytes(flipped))
+    with pytest.raises(WeightsError, match="SHA-256"):
+        pretrained.load_pretrained(bad / info.weights.name)
