@@ -321,26 +321,26 @@ SHIPPED_SHA256 = "b7e2d0fd960101f849a0952a55aedfc794f66cf45887021c6528038371b3ea
 @pytest.mark.slow
 def test_shipped_weights_verify_and_identify_a_held_out_walker(tmp_path: Path) -> None:
     """The real shipped model: SHA-256 verified, and it names a held-out walker it never trained on."""
+    from gaitheat.config import dump_config
     from gaitheat.synth import write_dataset
     from gaitheat.synth.dataset import sequence_paths
-    from gaitheat.synth.plan import get_plan
+    from gaitheat.synth.plan import extract_config, get_plan
 
     info = pretrained.shipped_model()
     assert info is not None, f"no pretrained model ships in {pretrained.WEIGHTS_DIR}"
     assert pretrained.verify(info.weights).sha256 == info.sha256 == SHIPPED_SHA256
     plan = get_plan("pretrain")
     people, view = plan.subjects()[1][:5], "090"  # held-out identities, rendered exactly as the plan renders them
-    write_dataset(tmp_path / "videos", people, ["nm-01", "nm-02", "nm-05"], [view], frames=plan.frames,
-                  seed=plan.seed, difficulty=plan.difficulty, size=plan.size, motion=plan.motion, fps=plan.fps,
-                  workers=1, progress=False)
+    write_dataset(tmp_path / "videos", people, ["nm-01", "nm-02", "nm-05"],
+                  **(plan.render_settings() | {"views": [view]}), workers=1, progress=False)
 
     def video(subject: str, condition: str) -> Path:
         return sequence_paths(tmp_path / "videos", subject, condition, view)[0]
 
     enrol_csv = tmp_path / "enrol.csv"
     enrol_csv.write_text("name,video\n" + "".join(f"{s},{video(s, c)}\n" for s in people for c in ("nm-01", "nm-02")))
-    extract = tmp_path / "extract.yaml"  # the plan's own extraction settings (synth.plan.extract_config)
-    extract.write_text(f"frame_stride: 1\nmin_frames: {max(4, plan.frames // 2)}\ndrop_crowded: false\n")
+    extract = tmp_path / "extract.yaml"  # the plan's own extraction settings
+    extract.write_text(dump_config(extract_config(plan)))
     gallery, common = str(tmp_path / "g.db"), ["--extract-config", str(extract), "--no-progress"]
     assert main(["enrol", "--gallery", gallery, "--from-csv", str(enrol_csv), *common]) == 0  # no --checkpoint
     hits = 0

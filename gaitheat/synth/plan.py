@@ -93,6 +93,12 @@ class SynthPlan:
         per_view = self.train_subjects * len(self.train_conditions) + self.test_subjects * len(self.test_conditions)
         return len(self.views) * per_view
 
+    def render_settings(self) -> dict[str, Any]:
+        """How every video of the plan is rendered: :func:`gaitheat.synth.write_dataset` keywords other than
+        the subjects, conditions, workers and progress (render any subset exactly as the build does)."""
+        return dict(views=self.views, frames=self.frames, seed=self.seed, difficulty=self.difficulty, size=self.size,
+                    motion=self.motion, fps=self.fps)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``plan.json`` holds)."""
         return dataclasses.asdict(self)
@@ -169,8 +175,7 @@ def build_plan(out: str | Path, plan: SynthPlan, workers: int = 1, extract: bool
     videos, store = root / "videos", root / "store"
     totals = {"written": 0, "skipped": 0, "extracted": 0, "extract_skipped": 0, "extract_failed": 0}
     rounds = plan.rounds()
-    common = dict(views=plan.views, frames=plan.frames, seed=plan.seed, difficulty=plan.difficulty, size=plan.size,
-                  workers=workers, progress=progress, motion=plan.motion, fps=plan.fps)
+    common = dict(plan.render_settings(), workers=workers, progress=progress)
     for index, (train, test) in enumerate(rounds, start=1):
         started = time.perf_counter()
         for names, conditions in ((train, plan.train_conditions), (test, plan.test_conditions)):
