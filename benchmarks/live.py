@@ -24,8 +24,10 @@ ByteTrack, and an exact gallery of 100 people. Measured:
   (track churn), at the ``cpu-small`` width so the soak takes minutes, not an hour; the pose model
   and decoder keep no state between frames. Goal: 10k within 10 % of 1k.
 * ``fps_1_person_small_net`` / ``fps_3_people_small_net`` (part ``small``): the
-  same two runs with the network at 1/8 width (``cpu-small``: 8-16-32-64, the width of the pretrained model
-  that ``make pretrained`` builds and ``gaitheat identify`` uses when it ships and no checkpoint is given).
+  same two runs with the network at 1/8 width (``cpu-small``: 8-16-32-64, stride 1 in the first stage).
+* ``fps_1_person_shipped`` / ``fps_3_people_shipped`` (part ``shipped``): the same two runs with the real
+  shipped model (``gaitheat-synth``: 1/8 width, stride 2 in the first stage, 8 strips), which is what
+  ``gaitheat identify`` uses when no checkpoint is given.
 * ``torch_infer_ms_per_frame`` / ``onnx_infer_ms_per_frame`` / ``onnx_int8_infer_ms_per_frame``: the
   full-width network on one 30-frame sequence, per frame, median of reps, all on the same cores.
 
@@ -73,6 +75,18 @@ def random_embedder(folder: Path, config: str = "") -> Any:
     path = folder / f"{config or 'full'}.pt"
     torch.save({"step": 0, "model": model.state_dict(), "config": to_dict(cfg), "num_classes": 10}, path)
     return load_embedder(path, "cpu"), path
+
+
+def shipped_model_embedder() -> Any:
+    """The shipped pretrained model (SHA-256 verified), loaded as ``gaitheat identify`` loads it without
+    ``--checkpoint``."""
+    from gaitheat.gallery.service import load_embedder
+    from gaitheat.pretrained import default_checkpoint
+
+    path = default_checkpoint()
+    if path is None:
+        raise SystemExit("no shipped pretrained model in this installation (gaitheat/weights/)")
+    return load_embedder(path, "cpu")
 
 
 def gallery_searcher(folder: Path, shape: tuple[int, int], people: int = 100) -> Any:
@@ -277,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     parser.add_argument("--quick", action="store_true", help="short videos and a 2k-frame soak (smoke run)")
-    parser.add_argument("--parts", default="fps,small,latency,soak,onnx",
-                        help="comma list of what to run: fps, latency, soak, onnx, small (JSON: only their keys)")
+    parser.add_argument("--parts", default="fps,small,shipped,latency,soak,onnx",
+                        help="comma list of what to run: fps, latency, soak, onnx, small, shipped "
+                             "(JSON: only their keys)")
     parser.add_argument("--net-workers", type=int, default=None, metavar="N",
                         help="network worker threads of the live loop (default: as gaitheat identify, one per core)")
     parser.add_argument("--embed-every", type=int, default=1, metavar="K",
@@ -327,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
                 [np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
             r1s = run_loop(one, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
             r3s = run_loop(three, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
+        r1p = r3p = nan
+        if "shipped" in parts:
+            shipped_embedder = shipped_model_embedder()
+            (folder / "shipped").mkdir()
+            shipped_searcher = gallery_searcher(folder / "shipped", shipped_embedder.embed(
+                [np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
+            r1p = run_loop(one, shipped_embedder, shipped_searcher, pace=0.0, workers=w, embed_every=k)
+            r3p = run_loop(three, shipped_embedder, shipped_searcher, pace=0.0, workers=w, embed_every=k)
         # latency: real-time source (the video twice), first identity after 10 good frames so that a
         # person identified at ~5 fps still gives several events; the window's size does not enter it
         paced = run_loop(looped(seen[0], 2 * n), embedder, searcher, pace=25.0, min_frames=10,
@@ -348,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         ("fps_3_people", r3["fps"], describe(r3)),
         ("fps_1_person_small_net", r1s["fps"], "1/8-width network (cpu-small); " + describe(r1s)),
         ("fps_3_people_small_net", r3s["fps"], "1/8-width network; " + describe(r3s)),
+        ("fps_1_person_shipped", r1p["fps"], "shipped model (gaitheat-synth); " + describe(r1p)),
+        ("fps_3_people_shipped", r3p["fps"], "shipped model; " + describe(r3p)),
         ("event_latency_s", latency, f"median of {len(paced['latencies'])} identity events, real-time 25 fps "
                                      f"source, {paced['fps']:.1f} fps processed; first identities: "
                                      f"{', '.join(f'{v:.3f}' for v in paced['first_latencies']) or '-'} s"),
@@ -364,13 +389,15 @@ def main(argv: list[str] | None = None) -> int:
         keys = {"fps": ("fps_1_person", "fps_3_people"), "latency": ("event_latency_s",),
                 "soak": ("rss_mb_after_1k_frames", "rss_mb_after_10k_frames"),
                 "onnx": ("torch_infer_ms_per_frame", "onnx_infer_ms_per_frame", "onnx_int8_infer_ms_per_frame"),
-                "small": ("fps_1_person_small_net", "fps_3_people_small_net")}
+                "small": ("fps_1_person_small_net", "fps_3_people_small_net"),
+                "shipped": ("fps_1_person_shipped", "fps_3_people_shipped")}
         values = {"fps_1_person": r1["fps"], "fps_3_people": r3["fps"], "event_latency_s": latency,
                   "rss_mb_after_1k_frames": rss[1000], "rss_mb_after_10k_frames": rss[soak_frames],
                   "torch_infer_ms_per_frame": ms["torch"], "onnx_infer_ms_per_frame": ms["onnx"],
                   "onnx_int8_infer_ms_per_frame": ms["onnx_int8"], "fps_1_person_small_net": r1s["fps"],
-                  "fps_3_people_small_net": r3s["fps"]}
-        print(json.dumps({k: round(values[k], 3) for part in ("fps", "latency", "soak", "onnx", "small")
+                  "fps_3_people_small_net": r3s["fps"], "fps_1_person_shipped": r1p["fps"],
+                  "fps_3_people_shipped": r3p["fps"]}
+        print(json.dumps({k: round(values[k], 3) for part in ("fps", "latency", "soak", "onnx", "small", "shipped")
                           if part in parts
                           for k in keys[part]}))
     return 0
