@@ -315,7 +315,7 @@ def test_benchmark_fails_clearly_without_a_shipped_model(nothing_ships: Path, tm
 # ------------------------------------------------------------------------------------------- the shipped file
 
 # pinned: a swapped or missing shipped file fails here
-SHIPPED_SHA256 = "b7e2d0fd960101f849a0952a55aedfc794f66cf45887021c6528038371b3eab4"
+SHIPPED_SHA256 = "d306ed1e229d49027fa0dc70ab4bd336c23b1992bd271fa91144561e1094d9c1"
 
 
 @pytest.mark.slow
