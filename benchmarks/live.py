@@ -89,6 +89,12 @@ def shipped_model_embedder() -> Any:
     return load_embedder(path, "cpu")
 
 
+def searcher_for(embedder: Any, folder: Path) -> Any:
+    """:func:`gallery_searcher` in ``folder`` (made if missing) for embeddings of ``embedder``'s shape."""
+    folder.mkdir(exist_ok=True)
+    return gallery_searcher(folder, embedder.embed([np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
+
+
 def gallery_searcher(folder: Path, shape: tuple[int, int], people: int = 100) -> Any:
     from gaitheat.gallery.db import GalleryDB, SequenceSource
     from gaitheat.gallery.index import open_searcher
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gaitheat-live-bench-") as tmp:
         folder = Path(tmp)
         embedder, ckpt = random_embedder(folder)
-        searcher = gallery_searcher(folder, embedder.embed([np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
+        searcher = searcher_for(embedder, folder)
         subjects = ["001", "002", "003"]
         write_dataset(folder / "videos", subjects, ["nm-01"], ["090"], frames=220, seed=1, difficulty=0.5,
                       workers=1, progress=False)
@@ -332,24 +338,20 @@ def main(argv: list[str] | None = None) -> int:
                                "latencies": [], "first_latencies": []}
         w = args.net_workers
         k = args.embed_every
-        r1 = run_loop(one, embedder, searcher, pace=0.0, workers=w, embed_every=k) if "fps" in parts else nan
-        r3 = run_loop(three, embedder, searcher, pace=0.0, workers=w, embed_every=k) if "fps" in parts else nan
-        r1s = r3s = nan
+
+        def fps_runs(net: Any, searcher: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            """The loop as fast as it goes, one walker and three walkers in every frame."""
+            return (run_loop(one, net, searcher, pace=0.0, workers=w, embed_every=k),
+                    run_loop(three, net, searcher, pace=0.0, workers=w, embed_every=k))
+
+        r1, r3 = fps_runs(embedder, searcher) if "fps" in parts else (nan, nan)
+        r1s = r3s = r1p = r3p = nan
         if "small" in parts:
             small_embedder, _ = random_embedder(folder, "cpu-small")
-            (folder / "small").mkdir()
-            small_searcher = gallery_searcher(folder / "small", small_embedder.embed(
-                [np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
-            r1s = run_loop(one, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
-            r3s = run_loop(three, small_embedder, small_searcher, pace=0.0, workers=w, embed_every=k)
-        r1p = r3p = nan
+            r1s, r3s = fps_runs(small_embedder, searcher_for(small_embedder, folder / "small"))
         if "shipped" in parts:
             shipped_embedder = shipped_model_embedder()
-            (folder / "shipped").mkdir()
-            shipped_searcher = gallery_searcher(folder / "shipped", shipped_embedder.embed(
-                [np.zeros((2, 17, 64, 48), np.float32)]).shape[1:])
-            r1p = run_loop(one, shipped_embedder, shipped_searcher, pace=0.0, workers=w, embed_every=k)
-            r3p = run_loop(three, shipped_embedder, shipped_searcher, pace=0.0, workers=w, embed_every=k)
+            r1p, r3p = fps_runs(shipped_embedder, searcher_for(shipped_embedder, folder / "shipped"))
         # latency: real-time source (the video twice), first identity after 10 good frames so that a
         # person identified at ~5 fps still gives several events; the window's size does not enter it
         paced = run_loop(looped(seen[0], 2 * n), embedder, searcher, pace=25.0, min_frames=10,
