@@ -5,7 +5,7 @@ The exported graph is the whole retrieval path of :meth:`GaitHeat.embed`, alignm
     heatmaps (B, T, 17, 64, 48) float32, raw pose-model heatmaps, T dynamic
       -> per-sequence min-max normalisation (:func:`gaitheat.transforms.normalise_sequence`)
       -> PGHA (deterministic, eval mode) -> part/global streams -> ResNet9 + fusion (BN folded)
-      -> set max over the T frames -> HPM -> SeparateFCs -> BNNeck
+      -> set max over the T frames -> HPM -> SeparateFCs -> BNNeck (or not: the model's ``retrieval``)
       -> embedding (B, D, P), unit L2 norm per strip
 
 so a deployment feeds the pose model's heatmaps and needs nothing from gaitheat. All sequences of a
@@ -108,8 +108,7 @@ def embed_graph(model: Any) -> Any:
             b = x.shape[0]
             maps = self.net.frame_maps(x.flatten(0, 1), None, branches=("fusion",))["fusion"]
             pooled = maps.unflatten(0, (b, -1)).amax(1)  # set max over frames
-            head = self.net.heads["fusion"]
-            return head.neck.features(head.embed(pooled))
+            return self.net.retrieve(pooled)
 
     return EmbedGraph(model).eval()
 

@@ -205,8 +205,7 @@ class TorchFrameNet:
             best = maps[0].amax(0)
             for f in maps[1:]:
                 best = torch.maximum(best, f.amax(0))
-            head = self.model.heads["fusion"]
-            return head.neck.features(head.embed(best[None])).float()[0].cpu().numpy()
+            return self.model.retrieve(best[None]).float()[0].cpu().numpy()
 
 
 class Pending:

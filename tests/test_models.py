@@ -85,6 +85,30 @@ def test_eval_is_deterministic_and_embed_matches_forward(heatmaps: torch.Tensor)
     assert torch.allclose(first.norm(dim=1), torch.ones(B, 16), atol=1e-5)  # unit strips
 
 
+def test_retrieval_before_the_bnneck() -> None:
+    """``retrieval: embedding`` gives the fusion branch's pre-BNNeck embedding (what the triplet loss
+    shapes), unit-normalised per strip, from embed, forward and the chunked path alike."""
+    x = batch()
+    bnneck = build_model(TINY, num_classes=K).eval()
+    bn = bnneck.heads["fusion"].neck.bn
+    bn.running_mean.uniform_(-0.5, 0.5)  # trained-like statistics (fresh ones make BN the identity)
+    bn.running_var.uniform_(0.5, 2.0)
+    plain = build_model(dataclasses.replace(TINY, retrieval="embedding"), num_classes=K).eval()
+    plain.load_state_dict(bnneck.state_dict())  # same parameters: the option adds none
+    with torch.inference_mode():
+        out = plain(x)
+        expected = torch.nn.functional.normalize(out.embeddings["fusion"], dim=1)
+        got = plain.embed(x)
+        assert torch.allclose(got, expected, atol=1e-6)
+        assert torch.allclose(out.embedding, expected, atol=1e-6)
+        assert torch.allclose(plain.embed(x, chunk_frames=3), got, atol=1e-6)
+        assert not torch.allclose(bnneck.embed(x), got, atol=1e-3)  # the BNNeck does change the feature
+        fast = plain.for_inference()
+        assert torch.allclose(fast.embed(x), got, atol=1e-5)
+    with pytest.raises(ValueError, match="retrieval"):
+        GaitHeat(K, widths=(4, 8, 16, 32), embed_dim=8, retrieval="bn")  # type: ignore[arg-type]
+
+
 def test_padded_batch_equals_separate_sequences() -> None:
     model = build_model(TINY, num_classes=K).eval()
     lengths = torch.tensor([4, 2, 3, 1])

@@ -10,7 +10,9 @@ branch is pooled over time (set max), cut into P strips (HPM), mapped 512 -> 256
 (SeparateFCs) and passed through its own BNNeck with a cosine classifier.
 
 Training uses all three branches (triplet on the pre-BNNeck embeddings, CE on the logits); retrieval
-uses the fusion branch after BNNeck, unit-normalised per strip (:meth:`GaitHeat.embed`).
+uses the fusion branch, unit-normalised per strip (:meth:`GaitHeat.embed`): after its BNNeck as the
+official model does (``retrieval: bnneck``), or before it (``retrieval: embedding``, the feature the
+triplet loss shapes, as OpenGait's baselines retrieve with).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gaitheat.models.align import AlignMode, PixelConvention, align_heatmaps
@@ -55,6 +58,9 @@ class GaitHeatConfig(ModelConfig):
     skip_prob: float = 0.8
     neck_to: tuple[float, float] = (24.0, 16.0)  # (x, y) target of the neck in heatmap pixels
     fusion: bool = True  # multi-stage fusion branch
+    # retrieval feature, both unit L2 norm per strip: the fusion branch after its BNNeck (official) or
+    # before it ("embedding"). Changes no parameter and no training step, only what embed() returns.
+    retrieval: Literal["bnneck", "embedding"] = "bnneck"
     # losses (spec §4.1): batch-all triplet on pre-BNNeck embeddings + cosine CE, per branch
     triplet_margin: float = 0.2
     ce_scale: float = 16.0
@@ -97,7 +103,7 @@ class GaitOutput:
     Attributes:
         embeddings: per branch ("part", "global", "fusion"), (B, D, P) pre-BNNeck embeddings (triplet).
         logits: per branch, (B, K, P) cosine logits in [-1, 1] (cross-entropy, after scaling).
-        embedding: (B, D, P) retrieval embedding: the fusion branch after BNNeck, unit L2 norm per strip.
+        embedding: (B, D, P) retrieval embedding (:meth:`GaitHeat.retrieve`), unit L2 norm per strip.
     """
 
     embeddings: dict[str, Tensor]
@@ -166,6 +172,8 @@ class GaitHeat(nn.Module):
         skip_prob: training-time probability of leaving an upright frame unaligned.
         neck_to: (x, y) target of the neck, in heatmap pixels.
         fusion: build the multi-stage fusion branch; without it the fusion branch is MR of stage 4.
+        retrieval: the retrieval feature of the fusion branch: "bnneck" (after its BNNeck, official) or
+            "embedding" (before it); both unit L2 norm per strip.
     """
 
     Config: ClassVar[type[ModelConfig]] = GaitHeatConfig
@@ -186,6 +194,7 @@ class GaitHeat(nn.Module):
         skip_prob: float = 0.8,
         neck_to: tuple[float, float] = (24.0, 16.0),
         fusion: bool = True,
+        retrieval: Literal["bnneck", "embedding"] = "bnneck",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -195,6 +204,9 @@ class GaitHeat(nn.Module):
         bad = sorted({j for g in groups for j in g if not 0 <= j < num_joints})
         if bad:
             raise ValueError(f"joint groups name joints {bad} outside 0..{num_joints - 1}")
+        if retrieval not in ("bnneck", "embedding"):
+            raise ValueError(f"retrieval must be 'bnneck' or 'embedding', got {retrieval!r}")
+        self.retrieval = retrieval
         self.groups = tuple(tuple(int(j) for j in g) for g in groups)
         self.num_joints = num_joints
         self.num_classes = num_classes
@@ -214,7 +226,7 @@ class GaitHeat(nn.Module):
         model = cls(num_classes, widths=cfg.widths, strides=cfg.strides, parts=cfg.parts, embed_dim=cfg.embed_dim,
                     groups=cfg.groups, align=cfg.align, align_mode=cfg.align_mode, align_pixels=cfg.align_pixels,
                     gamma_deg=cfg.gamma_deg,
-                    skip_prob=cfg.skip_prob, neck_to=cfg.neck_to, fusion=cfg.fusion)
+                    skip_prob=cfg.skip_prob, neck_to=cfg.neck_to, fusion=cfg.fusion, retrieval=cfg.retrieval)
         model.config = cfg
         return model
 
@@ -329,7 +341,7 @@ class GaitHeat(nn.Module):
             emb, feats, logit = self.heads[name](features[name])
             embeddings[name], logits[name] = emb, logit
             if name == "fusion":
-                retrieval = feats
+                retrieval = feats if self.retrieval == "bnneck" else F.normalize(emb, dim=1)
         assert retrieval is not None
         return GaitOutput(embeddings=embeddings, logits=logits, embedding=retrieval)
 
@@ -370,13 +382,11 @@ class GaitHeat(nn.Module):
             keypoints: (B, T, J, C >= 2) x, y in heatmap pixels for PGHA; None = heatmap argmax.
             chunk_frames: frames per pass through the network in eval mode.
         """
-        head = self.heads["fusion"]
-        assert isinstance(head, Head)
         frames, kps = self._pack(heatmaps, lengths, keypoints)
         b, t = heatmaps.shape[:2]
         if self.training or frames.shape[0] <= chunk_frames:
             whole = set_max(self.frame_maps(frames, kps, branches=("fusion",))["fusion"], lengths, b)
-            return head.neck.features(head.embed(whole))
+            return self.retrieve(whole)
         counts = [t] * b if lengths is None else lengths.tolist()
         sequence = torch.repeat_interleave(torch.arange(b), torch.tensor(counts))
         pooled: list[Tensor | None] = [None] * b  # running max per sequence
@@ -391,4 +401,14 @@ class GaitHeat(nn.Module):
                     pooled[i] = best if previous is None else torch.maximum(previous, best)
         if any(p is None for p in pooled):
             raise AssertionError("every sequence has at least one frame (checked in _pack)")
-        return head.neck.features(head.embed(torch.stack(pooled)))  # type: ignore[arg-type]
+        return self.retrieve(torch.stack(pooled))  # type: ignore[arg-type]
+
+    def retrieve(self, pooled: Tensor) -> Tensor:
+        """(B, C, h, w) set-pooled fusion map -> (B, D, P) retrieval embedding, unit L2 norm per strip.
+
+        The fusion head's SeparateFCs, then its BNNeck (``retrieval="bnneck"``) or not ("embedding").
+        """
+        head = self.heads["fusion"]
+        assert isinstance(head, Head)
+        emb = head.embed(pooled)
+        return head.neck.features(emb) if self.retrieval == "bnneck" else F.normalize(emb, dim=1)
