@@ -81,11 +81,11 @@ def shipped_model_embedder() -> Any:
     """The shipped pretrained model (SHA-256 verified), loaded as ``gaitheat identify`` loads it without
     ``--checkpoint``."""
     from gaitheat.gallery.service import load_embedder
-    from gaitheat.pretrained import default_checkpoint
+    from gaitheat.pretrained import default_checkpoint, no_model_message
 
     path = default_checkpoint()
     if path is None:
-        raise SystemExit("no shipped pretrained model in this installation (gaitheat/weights/)")
+        raise SystemExit(f"part 'shipped': {no_model_message()}")
     return load_embedder(path, "cpu")
 
 
