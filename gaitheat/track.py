@@ -250,12 +250,12 @@ def _velocity(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray) -> n
     return (t[:, None] * (c - c.mean(axis=0))).sum(axis=0) / max(float((t * t).sum()), 1e-9)
 
 
-def _residual(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, cut: int, window: int) -> float:
-    """Squared error of straight-line walks fitted to the ``window`` frames before and after ``cut``."""
+def _residual(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, lo: int, cut: int, hi: int) -> float:
+    """Squared error of two straight-line walks fitted to entries ``[lo, cut)`` and ``[cut, hi)``."""
     total = 0.0
-    for lo, hi in ((max(0, cut - window), cut), (cut, min(len(frames), cut + window))):
-        t = frames[lo:hi].astype(np.float64)
-        c = centres[lo:hi] / heights[lo:hi].mean()
+    for a, b in ((lo, cut), (cut, hi)):
+        t = frames[a:b].astype(np.float64)
+        c = centres[a:b] / heights[a:b].mean()
         design = np.stack([t, np.ones_like(t)], axis=1)
         fit, *_ = np.linalg.lstsq(design, c, rcond=None)
         total += float(((design @ fit - c) ** 2).sum())
@@ -279,9 +279,12 @@ def split_points(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, f
         after = _velocity(frames[k:k + window], centres[k:k + window], heights[k:k + window])
         fast = min(np.linalg.norm(before), np.linalg.norm(after)) * fps >= min_speed
         if fast and before @ after < -0.5 * np.linalg.norm(before) * np.linalg.norm(after):
-            # the windows straddle the jump for a few k: cut where two straight walks fit best
-            cuts = range(max(2, k - window // 2), min(len(frames) - 2, k + window) + 1)
-            k = min(cuts, key=lambda c: _residual(frames, centres, heights, c, window))
+            # The windows straddle the jump for a few k (the first one found may be past it, when the track slowed
+            # while it held both people): cut where two straight walks best fit one span around it. (Each cut scored
+            # on windows of its own would favour cuts beyond the jump, where both windows are straight.)
+            lo, hi = max(0, k - window), min(len(frames), k + window)
+            k = min(range(max(2, lo + 2), min(len(frames) - 2, hi - 2) + 1),
+                    key=lambda c: _residual(frames, centres, heights, lo, c, hi))
             out.append(k)
             k += window
         else:
@@ -289,14 +292,18 @@ def split_points(frames: np.ndarray, centres: np.ndarray, heights: np.ndarray, f
     return out
 
 
+MAX_OVERLAP = 3  # frames a track piece may overlap the one it continues (see link_segments)
+
+
 def link_segments(segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps: float, max_gap: int,
                   max_error: float = 0.25) -> list[int]:
     """Group track pieces that continue each other: ``(S,)`` group label per segment.
 
-    A segment that starts after another ends (within ``max_gap`` frames) continues it when its first
-    position lies where the earlier one's constant-velocity walk leads (error under ``max_error`` body
-    heights), it is about as tall, and it moves the same way. Greedy, best pairs first; each end links
-    to one start.
+    A segment that starts after another ends (within ``max_gap`` frames, or overlapping its last
+    ``MAX_OVERLAP`` frames) continues it when its first position after the earlier one's end lies where the
+    earlier one's constant-velocity walk leads (error under ``max_error`` body heights), it is about as tall,
+    and it moves the same way. Greedy, best pairs first; each end links to one start. (An overlap happens
+    where a track that held two people at a crossing is cut: the frames around the cut hold a mixed pose.)
 
     Args:
         segments: ``(frames (T,), centres (T, 2), heights (T,))`` per piece, frames increasing.
@@ -305,16 +312,19 @@ def link_segments(segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps
     candidates = []
     for a, (fa, ca, ha) in enumerate(segments):
         va = _velocity(fa[-8:], ca[-8:], ha[-8:])
-        height = float(np.mean(ha[-8:]))
+        height = float(np.median(ha[-8:]))  # medians: a pose going out of sight has a short box
         for b, (fb, cb, hb) in enumerate(segments):
-            gap = int(fb[0] - fa[-1])
-            if a == b or gap < 1 or gap > max_gap:
+            first = int(np.searchsorted(fb, fa[-1], side="right"))  # b's first frame after a's end
+            if a == b or first > MAX_OVERLAP or first >= len(fb) or fb[0] <= fa[0]:
                 continue
-            vb = _velocity(fb[:8], cb[:8], hb[:8])
-            error = float(np.linalg.norm(cb[0] / height - (ca[-1] / height + va * gap)))
+            gap = int(fb[first] - fa[-1])
+            if gap > max_gap:
+                continue
+            vb = _velocity(fb[first:first + 8], cb[first:first + 8], hb[first:first + 8])
+            error = float(np.linalg.norm(cb[first] / height - (ca[-1] / height + va * gap)))
             slow = max(np.linalg.norm(va), np.linalg.norm(vb)) * fps < 0.35
             same_way = len(fa) < 4 or len(fb) < 4 or slow or va @ vb >= 0
-            ratio = float(np.mean(hb[:3])) / max(height, 1.0)
+            ratio = float(np.median(hb[first:first + 8])) / max(height, 1.0)
             if error <= max_error and same_way and 0.87 <= ratio <= 1.15:
                 candidates.append((error, a, b))
     group = list(range(n))
@@ -351,8 +361,10 @@ def relink(collector: TrackCollector, fps: float, max_gap: int) -> TrackCollecto
             segments.append((frames[a:b], centres[a:b], heights[a:b]))
     group = link_segments(segments, fps, max_gap)
     merged: dict[int, list[tuple[int, dict[str, np.ndarray]]]] = {}
-    for label, piece in zip(group, pieces, strict=True):
-        merged.setdefault(label, []).extend(piece)
+    for label, piece in sorted(zip(group, pieces, strict=True), key=lambda lp: lp[1][0][0]):
+        held = merged.setdefault(label, [])
+        # a piece that overlaps the one it continues gives up the overlapping frames (a mixed pose there)
+        held.extend(entry for entry in piece if not held or entry[0] > held[-1][0])
     if len(merged) == len(collector.track_ids) and len(pieces) == len(merged):
         return collector  # nothing cut or joined
     out = TrackCollector(collector.min_iou)

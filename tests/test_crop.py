@@ -63,3 +63,27 @@ def test_keypoints_box_needs_enough_confident_joints() -> None:
     assert box is not None and box[1] < 50 and box[3] > 150 and box[0] == pytest.approx(10)
     kp[:12, 2] = 0.1
     assert keypoints_box(kp) is None
+
+
+def test_erase_people_paints_the_masked_person_out_inside_the_region_only() -> None:
+    from gaitheat.crop import erase_people
+
+    rgb = np.full((120, 160, 3), (40, 90, 160), np.uint8)
+    rgb[30:90, 50:70] = (250, 20, 20)  # the person in front
+    rgb[30:90, 76:84] = (20, 250, 20)  # someone beside them
+    crop_box = pad_box(np.array([50.0, 30.0, 70.0, 90.0]))
+    matrix = crop_affine(crop_box, (64, 48))
+    mask = np.zeros((64, 48), bool)  # the front person's mask over their 64 x 48 crop
+    for y, x in np.ndindex(*mask.shape):
+        sx, sy = (x - matrix[0, 2]) / matrix[0, 0], (y - matrix[1, 2]) / matrix[1, 1]
+        mask[y, x] = 50 <= sx < 70 and 30 <= sy < 90
+    out = erase_people(rgb, mask[None], crop_box[None], np.array([0, 0, 160, 120]))
+    red = (out[..., 0] > 200) & (out[..., 1] < 60)
+    assert red.sum() == 0  # the front person is gone ...
+    painted = np.median(out[40:80, 52:68].reshape(-1, 3), axis=0)
+    assert np.abs(painted - (40, 90, 160)).max() < 20  # ... painted from the background around them
+    assert (out[30:90, 77:84] == (20, 250, 20)).all()  # the other person is left as they were
+    assert (out[:, 100:] == rgb[:, 100:]).all()
+    inside = erase_people(rgb, mask[None], crop_box[None], np.array([0, 0, 55, 120]))
+    assert (inside[:, 55:] == rgb[:, 55:]).all() and (inside[:, :45] == rgb[:, :45]).all()  # region only
+    assert (erase_people(rgb, mask[:0][None][:0], crop_box[None][:0], np.array([0, 0, 160, 120])) == rgb).all()

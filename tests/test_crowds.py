@@ -230,3 +230,77 @@ def test_frames_where_someone_went_out_of_sight_behind_a_person_are_crowded() ->
     for f in range(30):
         pieces.add_frame(f, {"boxes": front[None]}, np.array([0 if f < 15 else 1]))
     assert not any(flags.any() for flags in _crowded_by_neighbours(pieces, window=25).values())
+
+
+# Torso x (source pixels) of one track of the crowd benchmark's crossing-000 with `search_behind` (2026-11-30): it
+# follows a walker going left until frame 25, holds both people while they cross (frames 26-30, where it hardly
+# moves), then follows the other walker going right.
+CROSSING_TRACK_X = [332, 328, 325, 322, 317, 314, 312, 309, 306, 303, 300, 297, 294, 292, 289, 286, 281, 278, 275, 273,
+                    270, 267, 264, 263, 260, 259, 244, 241, 240, 239, 241, 244, 248, 253, 257, 260, 264, 267, 270, 274,
+                    278, 281, 286, 288, 293, 297, 299, 302, 306, 310, 313, 318, 322, 325, 328, 331, 335, 338, 341, 346]
+
+
+def test_a_track_that_slowed_while_holding_two_crossing_people_is_cut_at_the_jump() -> None:
+    from gaitheat.track import split_points
+
+    frames = np.arange(60)
+    centres = np.stack([np.array(CROSSING_TRACK_X, float), np.full(60, 150.0)], axis=1)
+    cuts = split_points(frames, centres, np.full(60, 135.0), fps=25.0)
+    # one cut, where the walk turned (26-30); scoring each cut on windows of its own put it at 35, past the jump
+    assert len(cuts) == 1 and 26 <= cuts[0] <= 30, cuts
+
+
+def test_relink_joins_a_piece_that_overlaps_the_walk_it_continues() -> None:
+    from gaitheat.track import TrackCollector, relink
+
+    right = lambda f: 180.0 + 3.5 * f  # noqa: E731
+    left = lambda f: 330.0 - 3.0 * f  # noqa: E731
+    collector = TrackCollector()
+
+    def box(x: float, height: float = 120.0) -> np.ndarray:
+        return np.array([x - 20, 100, x + 20, 100 + height, 0.9], np.float32)
+
+    for f in range(60):
+        boxes, ids = [], []
+        # track 0: the left-goer, then (from frame 26) stuck between the two while they cross, then the right-goer
+        x0 = left(f) if f < 26 else (left(f) + right(f)) / 2 if f < 30 else right(f)
+        boxes.append(box(x0, 120.0 if f < 26 or f >= 30 else 150.0))
+        ids.append(0)
+        if f <= 26:  # track 1: the right-goer, lost at the crossing (frame 26 is in both tracks)
+            boxes.append(box(right(f)))
+            ids.append(1)
+        collector.add_frame(f, {"boxes": np.stack(boxes)}, np.array(ids))
+    fixed = relink(collector, fps=25.0, max_gap=25)
+    walks = {}
+    for track_id in fixed.track_ids:
+        frames, rows = fixed.stacked(track_id)
+        assert len(np.unique(frames)) == len(frames)  # never two rows in one frame
+        xs = (rows["boxes"][:, 0] + rows["boxes"][:, 2]) / 2
+        walks[track_id] = (frames, xs)
+    # the right-goer's two pieces are one track from frame 0 to 59, and it holds the right-goer throughout
+    (frames, xs), = [w for w in walks.values() if w[0][0] == 0 and w[0][-1] == 59]
+    assert np.allclose(xs[frames <= 25], right(frames[frames <= 25])) and np.allclose(xs[frames >= 30],
+                                                                                         right(frames[frames >= 30]))
+    assert len(fixed.track_ids) == 2
+
+
+@pytest.mark.slow
+def test_search_behind_finds_the_hidden_partner_and_keeps_their_shared_crops_out(tmp_path: Path) -> None:
+    """A pair side by side, the second mostly hidden: without the search the pose model finds only the first, whose
+    sequence is then mostly two people; with it, the partner is found and the shared crops are dropped."""
+    from gaitheat.extract import ExtractConfig, extract_video_report
+    from gaitheat.tracking_metrics import sequence_purity
+
+    scene = plan_scene("side_by_side", ["101", "102"], frames=30, seed=0, difficulty=0.15, name="s0")
+    paths = write_scene(tmp_path, scene)
+    _, truth = load_crowd_truth(paths["json"])
+    before = extract_video_report(paths["video"], ExtractConfig(search_behind=0))
+    after = extract_video_report(paths["video"], ExtractConfig(search_behind=1))
+    (shared,) = [sequence_purity(t.sequence.image_keypoints, t.sequence.frame_indices, truth) for t in before.tracks]
+    assert shared["person"] == 0 and shared["contaminated"] > 0.5  # the problem: one walker, two people's crops
+    assert after.person_frames >= before.person_frames + 15  # the partner, found in most frames
+    contaminated = [sequence_purity(t.sequence.image_keypoints, t.sequence.frame_indices, truth)["contaminated"]
+                    for t in after.tracks]
+    assert all(c <= 0.05 for c in contaminated), contaminated
+    # the tracker still followed the walker in front: their MOTChallenge rows are reported without a sequence
+    assert len(after.track_rows) >= 20 and any("without another person" in r["reason"] for r in after.rejected_tracks)
