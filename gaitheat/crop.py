@@ -140,7 +140,7 @@ def mask_box(mask: np.ndarray, crop_box: np.ndarray) -> np.ndarray | None:
 
 
 def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, region: np.ndarray,
-                 grow: float = 0.02) -> np.ndarray:
+                 grow: float = 0.02, image_keypoints: np.ndarray | None = None) -> np.ndarray:
     """A copy of ``rgb`` in which the people's segmentation masks are painted over from their surroundings.
 
     Someone walking beside or behind a person is hard to find while that person is in view: a detector and a
@@ -154,6 +154,8 @@ def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, reg
         crop_boxes: ``(N, 4)`` the crop boxes the masks cover (aspect of the model input).
         region: ``(4,)`` ``x1, y1, x2, y2`` source pixels to paint in (clipped to the frame).
         grow: the masks are dilated by this fraction of each crop's height (their edges are soft).
+        image_keypoints: ``(N, 17, 3)`` the people's joints in source pixels: each mask is kept only near its
+            person's limbs (:func:`body_band`), as a person mask can also cover someone overlapping them.
     Returns:
         ``(H, W, 3)`` uint8 frame, equal to ``rgb`` outside ``region``.
     """
@@ -166,16 +168,48 @@ def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, reg
     if x2 <= x1 or y2 <= y1 or not len(masks):
         return out
     hole = np.zeros((y2 - y1, x2 - x1), np.uint8)
-    for mask, box in zip(masks, np.asarray(crop_boxes, np.float64), strict=True):
+    for index, (mask, box) in enumerate(zip(masks, np.asarray(crop_boxes, np.float64), strict=True)):
         matrix = crop_affine(box, mask.shape)
         inverse = cv2.invertAffineTransform(matrix)
         inverse[:, 2] -= (x1, y1)  # into the region's pixels
         own = cv2.warpAffine(mask.astype(np.uint8), inverse, (x2 - x1, y2 - y1), flags=cv2.INTER_NEAREST)
         radius = max(1, round(grow * (box[3] - box[1])))
-        hole |= cv2.dilate(own, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+        own = cv2.dilate(own, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+        if image_keypoints is not None:
+            own &= body_band(image_keypoints[index], own.shape, (x1, y1))
+        hole |= own
     if hole.any():
         out[y1:y2, x1:x2] = cv2.inpaint(np.ascontiguousarray(rgb[y1:y2, x1:x2]), hole, 3, cv2.INPAINT_TELEA)
     return out
+
+
+BODY_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12), (5, 11),
+              (6, 12), (0, 5), (0, 6))
+
+
+def body_band(image_keypoints: np.ndarray, shape: tuple[int, ...], origin: tuple[int, int] = (0, 0),
+              width: float = 0.14, min_score: float = 0.3) -> np.ndarray:
+    """``shape`` uint8 mask (1 inside) of the band around one person's confident limbs, torso and head: where their
+    body can be. Lines ``width`` of the pose's height thick; pixel ``(0, 0)`` is source point ``origin``."""
+    import cv2
+
+    kp = np.asarray(image_keypoints, np.float64)
+    good = kp[:, 2] >= min_score
+    band = np.zeros(shape[:2], np.uint8)
+    if good.sum() < 2:
+        return band + 1  # nothing to go by: the whole mask
+    pts = np.round(kp[:, :2] - origin).astype(np.int32)
+    height = max(float(np.ptp(kp[good, 1])), 10.0)
+    thick = max(2, round(width * height))
+    for a, b in BODY_LIMBS:
+        if good[a] and good[b]:
+            cv2.line(band, (int(pts[a, 0]), int(pts[a, 1])), (int(pts[b, 0]), int(pts[b, 1])), 1, thick)
+    torso = [i for i in (5, 6, 12, 11) if good[i]]
+    if len(torso) >= 3:
+        cv2.fillPoly(band, [pts[torso]], 1)
+    if good[0]:  # the head reaches above the eyes
+        cv2.circle(band, (int(pts[0, 0]), int(pts[0, 1])), round(0.1 * height) + thick // 2, 1, -1)
+    return band
 
 
 def same_pose(image_keypoints: np.ndarray, min_score: float = 0.3, tolerance: float = 0.15) -> np.ndarray:

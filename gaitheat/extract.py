@@ -513,7 +513,7 @@ def _search_behind(rgb: np.ndarray, found: dict[str, np.ndarray], carried: np.nd
     around += list(pad_box(lost[:, :4], cfg.crop_padding).reshape(-1, 4))
     region = np.array([min(b[0] for b in around), min(b[1] for b in around),
                        max(b[2] for b in around), max(b[3] for b in around)])
-    erased = erase_people(rgb, masks, found["crop_boxes"], region)
+    erased = erase_people(rgb, masks, found["crop_boxes"], region, image_keypoints=found["image_keypoints"])
     seen = detector.scan(erased, views, helper) if views else np.zeros((0, 5), np.float32)
     proposals = np.concatenate([lost.reshape(-1, 5), seen.reshape(-1, 5)]).astype(np.float32)
     proposals = proposals[~_already_followed(proposals, boxes)]

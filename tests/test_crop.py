@@ -87,3 +87,24 @@ def test_erase_people_paints_the_masked_person_out_inside_the_region_only() -> N
     inside = erase_people(rgb, mask[None], crop_box[None], np.array([0, 0, 55, 120]))
     assert (inside[:, 55:] == rgb[:, 55:]).all() and (inside[:, :45] == rgb[:, :45]).all()  # region only
     assert (erase_people(rgb, mask[:0][None][:0], crop_box[None][:0], np.array([0, 0, 160, 120])) == rgb).all()
+
+
+def test_erase_keeps_a_mask_to_its_own_persons_body() -> None:
+    """A person mask that also covers someone overlapping them is painted out only near the posed person's limbs."""
+    from gaitheat.crop import body_band, erase_people
+
+    kp = np.zeros((17, 3))
+    kp[:, 2] = 1.0
+    kp[:, 0] = 60.0  # an upright stick figure at x = 60, from the nose (y 30) to the ankles (y 100)
+    kp[:, 1] = np.linspace(30, 100, 17)
+    band = body_band(kp, (120, 160))
+    assert band[60, 60] == 1 and band[60, 100] == 0 and band.sum() < 0.2 * band.size
+    np.testing.assert_array_equal(body_band(kp, (120, 160), origin=(10, 0))[:, :-10], band[:, 10:])
+    rgb = np.full((120, 160, 3), (40, 90, 160), np.uint8)
+    rgb[28:102, 57:64] = (250, 20, 20)  # the posed person, a thin one (as wide as the band around their joints)
+    rgb[25:105, 90:110] = (20, 250, 20)  # someone their mask also covers
+    crop_box = pad_box(np.array([40.0, 20.0, 120.0, 110.0]))
+    mask = np.ones((64, 48), bool)  # a mask over the whole crop: both people
+    out = erase_people(rgb, mask[None], crop_box[None], np.array([0, 0, 160, 120]), image_keypoints=kp[None])
+    assert ((out[..., 0] > 200) & (out[..., 1] < 60)).sum() == 0  # the posed person is gone
+    assert (out[30:100, 95:110] == (20, 250, 20)).all()  # the other is left as they were
