@@ -8,7 +8,9 @@ One video (or frame folder) is processed frame by frame:
    is followed, otherwise one search of the frame spread over ``detect_every`` frames plus a search
    around anyone just lost), MOG2 background subtraction, or a boxes file;
 2. each proposal is padded 1.25x, grown to 3:4 and cropped (:mod:`gaitheat.crop`), and the pose
-   backend returns heatmaps and a presence score; crops without a person are rejected;
+   backend returns heatmaps and a presence score; crops without a person are rejected; then the people
+   found are painted out of the frame and the detector searches around each of them for someone they
+   hide, who is posed on the painted frame (``search_behind``, multi-person videos);
 3. boxes around the confident keypoints are de-duplicated and associated into tracks by ByteTrack
    (:mod:`gaitheat.track`);
 4. per track, frames with mean joint score < 0.4 are dropped and tracks left shorter than
