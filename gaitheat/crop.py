@@ -176,7 +176,7 @@ def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, reg
         radius = max(1, round(grow * (box[3] - box[1])))
         own = cv2.dilate(own, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
         if image_keypoints is not None:
-            own &= body_band(image_keypoints[index], own.shape, (x1, y1))
+            own = np.minimum(own, body_band(image_keypoints[index], own.shape, (x1, y1)))
         hole |= own
     if hole.any():
         out[y1:y2, x1:x2] = cv2.inpaint(np.ascontiguousarray(rgb[y1:y2, x1:x2]), hole, 3, cv2.INPAINT_TELEA)
