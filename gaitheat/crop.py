@@ -169,8 +169,7 @@ def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, reg
         return out
     hole = np.zeros((y2 - y1, x2 - x1), np.uint8)
     for index, (mask, box) in enumerate(zip(masks, np.asarray(crop_boxes, np.float64), strict=True)):
-        matrix = crop_affine(box, mask.shape)
-        inverse = cv2.invertAffineTransform(matrix)
+        inverse = invert_affine(crop_affine(box, mask.shape))
         inverse[:, 2] -= (x1, y1)  # into the region's pixels
         own = cv2.warpAffine(mask.astype(np.uint8), inverse, (x2 - x1, y2 - y1), flags=cv2.INTER_NEAREST)
         radius = max(1, round(grow * (box[3] - box[1])))
@@ -183,6 +182,8 @@ def erase_people(rgb: np.ndarray, masks: np.ndarray, crop_boxes: np.ndarray, reg
     return out
 
 
+# Limbs, torso sides and neck lines (nose to shoulders); unlike heatmaps.COCO17_LIMBS no eye or ear edges, whose band
+# around a head whose nose is not confident moved the crowd benchmark (IDF1 0.835 -> 0.810 on its seed-1 scenes).
 BODY_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12), (5, 11),
               (6, 12), (0, 5), (0, 6))
 

@@ -353,9 +353,12 @@ def _greedy_match(iou: np.ndarray, threshold: float) -> dict[int, int]:
     return pairs
 
 
+AROUND = 1.6  # side of a square searched around a person, in their box's larger side (their height)
+
+
 def _view_around(box: np.ndarray) -> tuple[int, int, int]:
-    """A square detector view ``(x0, y0, side)`` centred on a person box, 1.6x its larger side."""
-    side = max(32, round(1.6 * float(max(box[2] - box[0], box[3] - box[1]))))
+    """A square detector view ``(x0, y0, side)`` centred on a person box, ``AROUND`` times its larger side."""
+    side = max(32, round(AROUND * float(max(box[2] - box[0], box[3] - box[1]))))
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return round(cx - side / 2), round(cy - side / 2), side
 
