@@ -150,8 +150,7 @@ def use_winograd(model: nn.Module, min_channels: int = 128) -> int:
     wrapped = 0
     for owner in list(model.modules()):
         for name, child in owner.named_children():
-            if is_winograd_conv(child) and child.in_channels >= min_channels:
-                assert isinstance(child, nn.Conv2d)
+            if isinstance(child, nn.Conv2d) and is_winograd_conv(child) and child.in_channels >= min_channels:
                 setattr(owner, name, WinogradConv2d(child))
                 wrapped += 1
     return wrapped
