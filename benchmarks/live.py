@@ -29,7 +29,9 @@ ByteTrack, and an exact gallery of 100 people. Measured:
   shipped model (``gaitheat-synth``: 1/8 width, stride 2 in the first stage, 8 strips), which is what
   ``gaitheat identify`` uses when no checkpoint is given.
 * ``torch_infer_ms_per_frame`` / ``onnx_infer_ms_per_frame`` / ``onnx_int8_infer_ms_per_frame``: the
-  full-width network on one 30-frame sequence, per frame, median of reps, all on the same cores.
+  full-width network on one 30-frame sequence, per frame, median of reps, all on the same cores. PyTorch
+  runs the 3x3 convs of stages 2-4 by Winograd's F(4x4, 3x3) (:mod:`gaitheat.models.winograd`, as every
+  PyTorch embedding on a CPU does); the ONNX graphs run them as ONNX Runtime does, directly.
 
     .venv/bin/python benchmarks/live.py             # table
     .venv/bin/python benchmarks/live.py --json      # last line: one JSON object
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                                      f"{', '.join(f'{v:.3f}' for v in paced['first_latencies']) or '-'} s"),
         ("rss_mb_after_1k_frames", rss[1000], "soak: tracker + identifier, synthetic people"),
         (f"rss_mb_after_{soak_frames // 1000}k_frames", rss[soak_frames], f"{rss[soak_frames] / rss[1000] - 1:+.1%}"),
-        ("torch_infer_ms_per_frame", ms["torch"], "full width, T=30, folded BN, channels-last"),
+        ("torch_infer_ms_per_frame", ms["torch"], "full width, T=30, folded BN, channels-last, Winograd"),
         ("onnx_infer_ms_per_frame", ms["onnx"], f"ONNX Runtime fp32 (max |diff| {diffs[0]:.1e})"),
         ("onnx_int8_infer_ms_per_frame", ms["onnx_int8"], f"dynamic int8 (max |diff| {diffs[1]:.3f})"),
     ]

@@ -12,12 +12,14 @@ per sequence, spines tilted up to +-25 degrees so PGHA does real work), one run 
   (``train.compile``; :func:`gaitheat.train.compile_for_training`: fused BatchNorm/ReLU/adds, planned
   buffers, channels-last convs; the warm-up rep compiles); ``--eager`` trains (a) uncompiled. For
   inference :func:`gaitheat.models.inference.optimise_for_inference` (BatchNorm folded into the
-  convs, channels-last weights) and ``embed`` (fusion head only) under ``inference_mode``.
+  convs, channels-last weights, Winograd F(4x4, 3x3) for the 3x3 convs of stages 2-4:
+  :mod:`gaitheat.models.winograd`) and ``embed`` (fusion head only) under ``inference_mode``.
   ``--precision bf16`` runs (a) under bf16 autocast instead of fp32;
 * optional variants of (a) (``--variants``): ``eager`` (training without compilation),
   ``cl-train`` (eager channels-last training; on CPU its BatchNorm training kernel loses precision,
   see the note in ``gaitheat.models.inference``), ``bf16`` (bf16 autocast training and inference),
-  ``nofold`` (inference without BN folding and channels-last, and with folding only), ``compile``
+  ``nofold`` (inference without BN folding and channels-last, and with folding only), ``direct``
+  (inference with every conv run directly, Winograd off: what it gains), ``compile``
   (inference with ``torch.compile`` and weight freezing).
 
 Both modes run under the same allocator: glibc's default unless ``--retain-heap``, which keeps freed
@@ -251,6 +253,9 @@ def build_rows(
         rows.append(Row("(a) embed only, NCHW", "infer", frames, infer_runner(plain, x, False, bf16)))
         folded = optimise_for_inference(base, channels_last=False)
         rows.append(Row("(a) + BN fold, NCHW", "infer", frames, infer_runner(folded, x, False, bf16)))
+    if "direct" in variants:
+        direct = optimise_for_inference(base, winograd=False)
+        rows.append(Row("(a) direct convs", "infer", frames, infer_runner(direct, x, False, bf16)))
     if "compile" in variants:
         compiled_model = optimise_for_inference(base, compile=True)
         t0 = time.perf_counter()
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="autocast dtype of (a)")
-    parser.add_argument("--variants", default="", help="comma list: eager, cl-train, bf16, nofold, compile")
+    parser.add_argument("--variants", default="", help="comma list: eager, cl-train, bf16, nofold, direct, compile")
     parser.add_argument("--eager", action="store_true", help="train (a) without torch.compile (train.compile: false)")
     parser.add_argument(
         "--retain-heap",

@@ -101,3 +101,21 @@ def test_whole_model_embeds_the_same() -> None:
         direct_maps = direct.frame_maps(x[0], None, branches=("fusion",))["fusion"]
     assert torch.allclose(got, want, atol=1e-5)
     assert relative_error(maps, direct_maps.double()) < 2e-5
+
+
+@pytest.mark.parametrize("name", ["gaitbase", "skeletongait"])
+def test_other_resnet_models_infer_the_same(name: str) -> None:
+    """GaitBase and SkeletonGait at their released widths: ``for_inference`` is a Winograd copy (the model
+    itself untouched) and embeds as the model does."""
+    from gaitheat.compare import synthetic_inputs
+    from gaitheat.models import config_class
+
+    torch.manual_seed(0)
+    model = build_model(config_class(name)(), num_classes=4).eval()
+    fast = model.for_inference()
+    assert fast is not model and not any(isinstance(m, wg.WinogradConv2d) for m in model.modules())
+    assert sum(isinstance(m, wg.WinogradConv2d) for m in fast.modules()) >= 3
+    x = synthetic_inputs(model.config.spec().inputs, 1, 3)
+    with torch.inference_mode():
+        want, got = model.embed(**x), fast.embed(**x)
+    assert relative_error(got, want.double()) < 1e-4

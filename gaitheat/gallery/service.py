@@ -82,7 +82,7 @@ def load_embedder(checkpoint: str | Path, device: str | None = None) -> Embedder
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, cfg, info = load_model(checkpoint, map_location=device)
-    for_inference = getattr(model, "for_inference", None)  # GaitHeat: BN folded + channels-last, 1.6x faster
+    for_inference = getattr(model, "for_inference", None)  # GaitHeat: BN folded, channels-last, Winograd convs
     model = for_inference() if callable(for_inference) else model.eval()
     spec = cfg.model.spec()
     return Embedder(model, str(info["sha256"]), str(Path(checkpoint).resolve()), device, spec=spec,

@@ -54,7 +54,7 @@ Final signatures (what other modules code against)::
         def from_config(cls, cfg: ModelConfig, num_classes: int) -> nn.Module
         def forward(self, *, lengths: Tensor | None = None, **inputs: Tensor) -> ModelOutput
         def embed(self, *, lengths: Tensor | None = None, **inputs: Tensor) -> Tensor   # (B, D, P), eval mode
-        def for_inference(self) -> nn.Module           # what evaluation/gallery run (GaitHeat: BN folded)
+        def for_inference(self) -> nn.Module           # what evaluation/gallery run: a copy (BN folded, Winograd)
 
     # ModelOutput: any object with `.features: dict[str, Tensor]` and `.embedding: Tensor (B, D, P)`
     # (gaitheat.models.ModelOutput is a plain dataclass of the two; GaitHeat's GaitOutput has both).

@@ -22,6 +22,8 @@ autocast and autograd; everywhere else :class:`WinogradConv2d` runs the ordinary
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -154,3 +156,16 @@ def use_winograd(model: nn.Module, min_channels: int = 128) -> int:
                 setattr(owner, name, WinogradConv2d(child))
                 wrapped += 1
     return wrapped
+
+
+def inference_copy(model: nn.Module, min_channels: int = 128) -> nn.Module:
+    """An eval-mode, gradient-free copy of ``model`` with :func:`use_winograd` applied; ``model`` is untouched.
+
+    A copy, because the transformed weights are cached: training the original afterwards must not leave a
+    stale transform behind (and the original keeps training with the ordinary convs in any case).
+    """
+    fast = copy.deepcopy(model).eval()
+    use_winograd(fast, min_channels)
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast
