@@ -119,3 +119,16 @@ def test_other_resnet_models_infer_the_same(name: str) -> None:
     with torch.inference_mode():
         want, got = model.embed(**x), fast.embed(**x)
     assert relative_error(got, want.double()) < 1e-4
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_wrapped_convolution_runs() -> None:
+    """On a GPU cuDNN runs the conv (it has its own Winograd); nothing is transformed or kept on the CPU."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(128, 64, 3, padding=1).cuda()
+    wrapped = wg.WinogradConv2d(conv)
+    x = torch.randn(2, 128, 16, 12, device="cuda")
+    with torch.inference_mode():
+        assert torch.equal(wrapped(x), conv(x))
+    assert wrapped._u is None
