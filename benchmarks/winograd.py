@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from gaitheat.heap import retain_freed_memory
     from gaitheat.models import build_model
     from gaitheat.models.inference import optimise_for_inference
-    from gaitheat.models.winograd import WinogradConv2d, winograd_conv3x3
+    from gaitheat.models.winograd import WinogradConv2d, transform_weight, winograd_conv3x3
 
     if args.retain_heap:
         retain_freed_memory()
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             side = {128: (32, 24), 256: (16, 12), 512: (16, 12)}[conv.in_channels]
             x = torch.rand(3, conv.in_channels, *side).contiguous(memory_format=torch.channels_last)
             weight = conv.weight.contiguous(memory_format=torch.channels_last)
-            module(x)  # makes the transformed weights
-            u = module._u
-            assert u is not None
-            bias = conv.bias
+            u, bias = transform_weight(conv.weight), conv.bias
             t = alternate({"direct": lambda x=x, w=weight, b=bias: F.conv2d(x, w, b, padding=1),
                            "winograd": lambda x=x, u=u, b=bias: winograd_conv3x3(x, u, b)}, args.reps)
             label = f"{name} {conv.in_channels}->{conv.out_channels} {side[0]}x{side[1]}"

@@ -11,8 +11,8 @@ arithmetic. The transforms cost O(C) per tile, not O(C_in x C_out), so the gain 
 
 Why here: GaitHeat's stages 2-4 at full width are such convolutions on small maps (32 x 24, 16 x 12)
 with 128-512 channels, and oneDNN on AVX2 CPUs runs them directly, already at the core's fp32 peak
-(no Winograd kernel for AVX2), so arithmetic is all that is left to save. Measured (one core, one
-full-width frame, ``benchmarks/train_step.py``'s inference figure): see the README's speed table.
+(no Winograd kernel for AVX2), so arithmetic is all that is left to save. Measured against the direct
+convolutions: ``benchmarks/winograd.py`` (figures in the README's CPU speed section).
 
 Exactness: the same function in a different summation order; in float32 the outputs differ from the
 direct convolution by about 1e-5 of their magnitude (the points 0, +-1, +-2, infinity keep the
@@ -26,6 +26,8 @@ wrapped convolutions hold 137 MB of them beside the network's 65 MB of weights.
 from __future__ import annotations
 
 import copy
+import functools
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -92,12 +94,17 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor
     return out[:, :h, :w].permute(0, 3, 1, 2)
 
 
+@functools.cache
+def _transforms(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """B^T (6, 6) and A^T (4, 6) as tensors, made once per dtype and device (not per call on the hot path)."""
+    return torch.tensor(_BT, dtype=dtype, device=device), torch.tensor(_AT, dtype=dtype, device=device)
+
+
 def _tiles(x: Tensor, u: Tensor, bias: Tensor | None, out: Tensor, th: int, tw: int) -> None:
     """One chunk of :func:`winograd_conv3x3`: (n, C, H, W) in, written into ``out`` (n, 4 th, 4 tw, C_out)."""
     n, c, h, w = x.shape
     co = u.shape[2]
-    bt = torch.tensor(_BT, dtype=x.dtype, device=x.device)
-    at = torch.tensor(_AT, dtype=x.dtype, device=x.device)
+    bt, at = _transforms(x.dtype, x.device)
     # NHWC, zero-padded by 1 (the convolution's padding) and up to whole tiles
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, TILE * tw + 1 - w, 1, TILE * th + 1 - h))
     d = padded.unfold(1, TILE + 2, TILE).unfold(2, TILE + 2, TILE)  # (n, th, tw, C, 6, 6), overlapping tiles
@@ -134,14 +141,14 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> (N, C_out, H, W)."""
         if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_grad_enabled()
-                or torch.is_autocast_enabled("cpu") or self.conv.weight.device.type != "cpu"):
+                or torch.is_autocast_enabled("cpu")):
             return self.conv(x)
         if self._u is None:
             self._u = transform_weight(self.conv.weight)
         return winograd_conv3x3(x, self._u, self.conv.bias)
 
 
-def is_winograd_conv(conv: nn.Module) -> bool:
+def is_winograd_conv(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     """Whether ``conv`` is a convolution :class:`WinogradConv2d` computes: 3x3, stride 1, padding 1, no groups."""
     return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
@@ -158,7 +165,7 @@ def use_winograd(model: nn.Module, min_channels: int = 128) -> int:
     wrapped = 0
     for owner in list(model.modules()):
         for name, child in owner.named_children():
-            if isinstance(child, nn.Conv2d) and is_winograd_conv(child) and child.in_channels >= min_channels:
+            if is_winograd_conv(child) and child.in_channels >= min_channels:
                 setattr(owner, name, WinogradConv2d(child))
                 wrapped += 1
     return wrapped
